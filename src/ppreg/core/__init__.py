@@ -1,0 +1,1 @@
+"""Pyramids, interpolation, transforms and sampling: the math each party runs locally."""

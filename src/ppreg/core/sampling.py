@@ -1,0 +1,55 @@
+"""Choosing which fixed-grid voxels enter the joint terms: all, URS or GMS.
+
+Sampling is party1's decision (GMS uses the moving image's gradient, which only
+party1 has). The chosen indices are sent to party2 once per level, so party2 learns
+them — docs/privacy.md lists this.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ppreg.errors import ConfigError
+
+ALL, URS, GMS = "all", "urs", "gms"
+MODES = (ALL, URS, GMS)
+
+
+def choose_samples(
+    mode: str,
+    n_voxels: int,
+    fraction: float,
+    rng: np.random.Generator,
+    gradient_magnitude: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Flat indices (sorted, int64) of the sampled voxels, or None for all voxels.
+
+    Parameters
+    ----------
+    mode : {"all", "urs", "gms"}
+    n_voxels : int
+        Number of voxels of the fixed level grid.
+    fraction : float in (0, 1]
+        Share of voxels to keep (URS/GMS).
+    rng : numpy Generator
+        Seeded from ``--seed``; sampling is reproducible, masks are not drawn from it.
+    gradient_magnitude : ndarray, shape (n_voxels,), optional
+        ‖∇I(W(x))‖ of the moving image at each fixed voxel (GMS only).
+    """
+    if mode not in MODES:
+        raise ConfigError(f"sampling must be one of {', '.join(MODES)}, got {mode!r}")
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"sampling fraction must be in (0, 1], got {fraction}")
+    if mode == ALL:
+        return None
+    count = max(16, int(round(fraction * n_voxels)))
+    if count >= n_voxels:
+        return None
+    if mode == URS:
+        return np.sort(rng.choice(n_voxels, size=count, replace=False))
+    weights = np.asarray(gradient_magnitude, dtype=np.float64)
+    positive = np.count_nonzero(weights > 0)
+    if positive < count:
+        # Too few edges: give flat regions a small chance so the sample is still full size.
+        weights = weights + max(float(weights.max()), 1.0) * 1e-3
+    return np.sort(rng.choice(n_voxels, size=count, replace=False, p=weights / weights.sum()))

@@ -1,0 +1,1 @@
+"""Registration drivers: optimiser loops over pyramid levels (party1's side)."""

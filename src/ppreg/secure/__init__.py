@@ -1,0 +1,1 @@
+"""Privacy engines: how the joint product Fᵀ·G is computed between the two parties."""

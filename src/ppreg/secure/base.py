@@ -1,0 +1,62 @@
+"""The joint-product service every privacy engine implements (DESIGN.md §2).
+
+Party1 holds features F (N × m), party2 an operand G (N × q, constant per level).
+An engine returns Fᵀ·G (only the selected entries) to party1. The registration code
+never knows which engine runs: it talks to :class:`ppreg.secure.session.FixedPartyProxy`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ppreg.io.images import Grid, Image
+from ppreg.similarity.base import FixedOperand, LevelRequest
+from ppreg.transport.channel import Channel, Message
+
+
+@dataclass(frozen=True)
+class LevelContext:
+    """What party1 knows about the current level (all public)."""
+
+    index: int
+    request: LevelRequest
+    grid: Grid
+    sample_index: np.ndarray | None
+    operand_shape: tuple[int, int]
+
+
+class EngineClient(ABC):
+    """Party1's half of an engine."""
+
+    name: str
+
+    @abstractmethod
+    def start_level(self, channel: Channel, level: LevelContext) -> None:
+        """Receive whatever the engine needs once per level."""
+
+    @abstractmethod
+    def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
+        """Fᵀ·G (m × q, float64); entries outside ``selection`` are 0 and never revealed."""
+
+    def close(self) -> None:
+        """Release engine resources (dealer connection)."""
+
+
+class EngineServer(ABC):
+    """Party2's half of an engine."""
+
+    name: str
+
+    @abstractmethod
+    def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
+        """Send whatever party1 needs once per level."""
+
+    @abstractmethod
+    def serve_product(self, channel: Channel, message: Message) -> None:
+        """Answer one product request."""
+
+    def close(self) -> None:
+        """Release engine resources (dealer connection)."""

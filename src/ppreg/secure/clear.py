@@ -1,0 +1,44 @@
+"""The clear engine: party2 hands over its level image; party1 computes Fᵀ·G itself.
+
+No privacy at all — it is the accuracy baseline and the oracle the secure engines
+are tested against. It still runs through the counted channel, so its bytes are real.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ppreg.errors import ProtocolError
+from ppreg.io.images import Image
+from ppreg.secure.base import EngineClient, EngineServer, LevelContext
+from ppreg.similarity.base import FixedOperand
+from ppreg.similarity.operands import build_fixed_operand
+from ppreg.transport.channel import Channel, Message
+
+
+class ClearClient(EngineClient):
+    name = "clear"
+
+    def __init__(self) -> None:
+        self._operand: FixedOperand | None = None
+
+    def start_level(self, channel: Channel, level: LevelContext) -> None:
+        message = channel.recv("clear_level")
+        values = np.asarray(message.arrays["fixed"], dtype=np.float64)
+        if values.shape != level.grid.shape:
+            raise ProtocolError(f"party2 sent a level image of shape {values.shape}, expected {level.grid.shape}")
+        fixed_level = Image(array=values, grid=level.grid)
+        self._operand = build_fixed_operand(level.request, fixed_level, level.sample_index)
+
+    def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
+        return np.where(selection, self._operand.left_product(features), 0.0)
+
+
+class ClearServer(EngineServer):
+    name = "clear"
+
+    def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
+        channel.send("clear_level", {"level": level_index}, fixed=fixed_level.array)
+
+    def serve_product(self, channel: Channel, message: Message) -> None:
+        raise ProtocolError("the clear engine takes no product requests")

@@ -1,0 +1,182 @@
+"""The application protocol between party1 (moving) and party2 (fixed).
+
+party1                                   party2
+  hello {pet, dim, version}        →
+                                   ←     hello {grid of the fixed image}
+  level {request, samples}         →     builds its level image and operand G
+                                   ←     engine-specific level messages
+                                   ←     level_ready {summary arrays}
+  product … (engine-specific)      ↔     (per iteration)
+  bye                              →
+                                   ←     bye {party2's traffic and time}
+
+Party2 never receives the moving image, only what the engine sends (masked or
+encrypted features, except for the clear engine, where party2 *sends* its image).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ppreg import __version__
+from ppreg.core.pyramid import pyramid_level, shrink_grid
+from ppreg.errors import InputError, PeerError, PpregError, ProtocolError
+from ppreg.io.images import Grid, Image
+from ppreg.secure.base import EngineClient, EngineServer, LevelContext
+from ppreg.similarity.base import LevelRequest, normalize_intensity
+from ppreg.similarity.operands import build_fixed_operand, operand_columns
+from ppreg.transport.channel import Channel, TrafficStats
+
+PROTOCOL = 1
+
+
+@dataclass
+class Traffic:
+    """Bytes and messages per party, as seen from party1's channels."""
+
+    party1: int = 0
+    party2: int = 0
+    dealer: int = 0
+    rounds: int = 0
+
+    def as_dict(self) -> dict:
+        return {"party1": self.party1, "party2": self.party2, "dealer": self.dealer, "rounds": self.rounds}
+
+
+def traffic_between(peer: tuple[TrafficStats, TrafficStats | None], before: tuple[TrafficStats, TrafficStats | None]) -> Traffic:
+    """Traffic from ``before`` to ``peer`` (snapshots of party1's party2 and dealer channels)."""
+    party2_now, dealer_now = peer
+    party2_then, dealer_then = before
+    delta = party2_now - party2_then
+    traffic = Traffic(party1=delta.bytes_sent, party2=delta.bytes_received, rounds=delta.messages_sent)
+    if dealer_now is not None:
+        dealer_delta = dealer_now - dealer_then
+        traffic.party1 += dealer_delta.bytes_sent
+        traffic.dealer = dealer_delta.bytes_received
+        traffic.rounds += dealer_delta.messages_sent
+    return traffic
+
+
+@dataclass
+class FixedPartyProxy:
+    """Party1's handle on party2: the only way the registration code reaches the fixed image."""
+
+    channel: Channel
+    engine: EngineClient
+    dealer_channel: Channel | None = None
+    fixed_grid: Grid | None = None
+    _level: LevelContext | None = None
+    party2_report: dict = field(default_factory=dict)
+
+    def hello(self, dim: int, model: str) -> Grid:
+        self.channel.send("hello", {"pet": self.engine.name, "dim": dim, "model": model,
+                                    "protocol": PROTOCOL, "version": __version__})
+        reply = self.channel.recv("hello")
+        if reply.meta.get("protocol") != PROTOCOL:
+            raise ProtocolError(f"party2 speaks protocol {reply.meta.get('protocol')}, we speak {PROTOCOL}")
+        self.fixed_grid = Grid.from_meta(reply.meta["grid"])
+        return self.fixed_grid
+
+    def level_grid(self, shrink: int) -> Grid:
+        """The fixed grid at a shrink factor (computed locally, as party2 does)."""
+        return self.fixed_grid if shrink == 1 else shrink_grid(self.fixed_grid, shrink)
+
+    def start_level(self, index: int, request: LevelRequest, sample_index: np.ndarray | None) -> dict:
+        """Open a level; returns party2's per-level summary (public to party1)."""
+        grid = self.level_grid(request.shrink)
+        arrays = {} if sample_index is None else {"samples": np.asarray(sample_index, dtype=np.int64)}
+        self.channel.send("level", {"index": index, "request": request.to_meta()}, **arrays)
+        n_rows = grid.n_voxels if sample_index is None else len(sample_index)
+        self._level = LevelContext(index, request, grid, sample_index, (n_rows, operand_columns(request)))
+        self.engine.start_level(self.channel, self._level)
+        ready = self.channel.recv("level_ready")
+        return {name: np.asarray(value, dtype=np.float64) for name, value in ready.arrays.items()}
+
+    def product(self, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
+        """Fᵀ·G for the current level (selected entries only)."""
+        if features.shape[0] != self._level.operand_shape[0]:
+            raise ValueError(f"features have {features.shape[0]} rows, the level has {self._level.operand_shape[0]}")
+        return self.engine.product(self.channel, features, selection)
+
+    def snapshot(self) -> tuple[TrafficStats, TrafficStats | None]:
+        dealer = self.dealer_channel.stats.copy() if self.dealer_channel is not None else None
+        return self.channel.stats.copy(), dealer
+
+    def close(self) -> dict:
+        """Say goodbye; returns party2's own report (its bytes and busy time)."""
+        self.channel.send("bye")
+        self.party2_report = dict(self.channel.recv("bye").meta)
+        self.engine.close()
+        self.channel.close()
+        return self.party2_report
+
+
+class FixedParty:
+    """Party2: serves registrations of its fixed image; never sees the moving image."""
+
+    def __init__(self, fixed: Image, engines: dict, allowed_pets: tuple[str, ...] | None = None):
+        normalized, _, _ = normalize_intensity(fixed.array)
+        self.fixed = Image(array=normalized, grid=fixed.grid)
+        self.engines = engines  # pet name → callable returning an EngineServer
+        self.allowed_pets = allowed_pets
+        self.busy_seconds = 0.0
+
+    def serve(self, channel: Channel) -> dict:
+        """Run one registration session to its end; returns party2's report."""
+        engine = None
+        try:
+            engine = self._handshake(channel)
+            while True:
+                message = channel.recv()
+                started = time.perf_counter()
+                if message.kind == "bye":
+                    report = {"bytes_sent": channel.stats.bytes_sent, "bytes_received": channel.stats.bytes_received,
+                              "busy_seconds": self.busy_seconds, "pet": engine.name}
+                    channel.send("bye", report)
+                    return report
+                if message.kind == "level":
+                    self._start_level(channel, engine, message)
+                else:
+                    engine.serve_product(channel, message)
+                self.busy_seconds += time.perf_counter() - started
+        except PeerError:
+            raise
+        except PpregError as error:
+            channel.send_error(str(error))
+            raise
+        except Exception as error:  # report the failure to party1 instead of hanging it
+            channel.send_error(f"party2 failed: {type(error).__name__}: {error}")
+            raise
+        finally:
+            if engine is not None:
+                engine.close()
+
+    def _handshake(self, channel: Channel) -> EngineServer:
+        hello = channel.recv("hello")
+        pet = str(hello.meta.get("pet"))
+        if hello.meta.get("protocol") != PROTOCOL:
+            raise ProtocolError(f"party1 speaks protocol {hello.meta.get('protocol')}, party2 speaks {PROTOCOL}")
+        if self.allowed_pets is not None and pet not in self.allowed_pets:
+            raise InputError(f"party2 refuses --pet {pet}; it serves {', '.join(self.allowed_pets)}")
+        if int(hello.meta.get("dim", -1)) != self.fixed.dim:
+            raise InputError(f"the moving image is {hello.meta.get('dim')}D but party2's fixed image is {self.fixed.dim}D")
+        if pet not in self.engines:
+            raise InputError(f"party2 has no engine {pet!r}")
+        engine = self.engines[pet]()
+        channel.send("hello", {"grid": self.fixed.grid.to_meta(), "protocol": PROTOCOL, "version": __version__})
+        return engine
+
+    def _start_level(self, channel: Channel, engine: EngineServer, message) -> None:
+        request = LevelRequest.from_meta(message.meta["request"])
+        samples = message.arrays.get("samples")
+        level_image = pyramid_level(self.fixed, request.shrink, request.sigma)
+        if samples is not None:
+            samples = np.asarray(samples, dtype=np.int64)
+            if samples.ndim != 1 or samples.size == 0 or samples.min() < 0 or samples.max() >= level_image.grid.n_voxels:
+                raise ProtocolError("sample indices out of range for the level grid")
+        operand = build_fixed_operand(request, level_image, samples)
+        engine.start_level(channel, int(message.meta["index"]), operand, level_image)
+        channel.send("level_ready", {}, **operand.summary)
