@@ -1,19 +1,21 @@
-"""Wiring parties together: in one process (threads + counted local channels)."""
+"""Wiring parties together in one process: threads joined by counted local channels."""
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from collections.abc import Iterator
 
 from ppreg.errors import PeerError, PpregError
 from ppreg.io.images import Image
-from ppreg.secure.engines import check_available, client_for, server_for
+from ppreg.secure.engines import check_available, client_for, needs_dealer, server_for
+from ppreg.secure.mpc.dealer import run_dealer_session
 from ppreg.secure.session import FixedParty, FixedPartyProxy
-from ppreg.transport.channel import local_pair
+from ppreg.transport.channel import Channel, local_pair
 
 
-class _PartyThread(threading.Thread):
+class PartyThread(threading.Thread):
     """Runs one party's loop and keeps its exception for the caller."""
 
     def __init__(self, name: str, target, *args):
@@ -29,6 +31,10 @@ class _PartyThread(threading.Thread):
             self.error = error
 
 
+def new_session_id() -> str:
+    return secrets.token_hex(8)
+
+
 @contextlib.contextmanager
 def in_process_session(fixed: Image, pet: str, timeout: float = 600.0) -> Iterator[FixedPartyProxy]:
     """Party2 (and the dealer, when the engine needs one) in threads of this process.
@@ -36,20 +42,41 @@ def in_process_session(fixed: Image, pet: str, timeout: float = 600.0) -> Iterat
     Every message still crosses a :class:`~ppreg.transport.channel.Channel` as bytes.
     """
     check_available(pet)
-    party1_end, party2_end = local_pair("party1", "party2", timeout=timeout)
-    party2 = FixedParty(fixed, {pet: lambda: server_for(pet)})
-    thread = _PartyThread("party2", party2.serve, party2_end)
-    thread.start()
-    proxy = FixedPartyProxy(channel=party1_end, engine=client_for(pet))
+    session = new_session_id()
+    channels: list[Channel] = []
+    threads: list[PartyThread] = []
+
+    def pair(a: str, b: str) -> tuple[Channel, Channel]:
+        ends = local_pair(a, b, timeout=timeout)
+        channels.extend(ends)
+        return ends
+
+    party1_end, party2_end = pair("party1", "party2")
+    dealer_for_party1 = dealer_for_party2 = None
+    if needs_dealer(pet):
+        dealer_for_party1, dealer_side_party1 = pair("party1", "dealer")
+        dealer_for_party2, dealer_side_party2 = pair("party2", "dealer")
+        threads.append(PartyThread("dealer", run_dealer_session, dealer_side_party1, lambda: dealer_side_party2))
+        threads[-1].start()
+    party2 = FixedParty(fixed, {pet: lambda meta: server_for(pet, dealer_for_party2, str(meta.get("session")))})
+    threads.append(PartyThread("party2", party2.serve, party2_end))
+    threads[-1].start()
     try:
+        proxy = FixedPartyProxy(channel=party1_end, engine=client_for(pet, dealer_for_party1, session),
+                                session=session, dealer_channel=dealer_for_party1)
         yield proxy
     except PeerError:
-        party1_end.close()
-        thread.join(timeout=30)
-        if isinstance(thread.error, PpregError) and not isinstance(thread.error, PeerError):
-            raise thread.error from None  # in one process, party2's input error is the user's error
+        _shutdown(channels, threads)
+        for thread in threads:
+            if isinstance(thread.error, PpregError) and not isinstance(thread.error, PeerError):
+                raise thread.error from None  # in one process, party2's input error is the user's error
         raise
     finally:
-        party1_end.close()
+        _shutdown(channels, threads)
+
+
+def _shutdown(channels: list[Channel], threads: list[PartyThread]) -> None:
+    for channel in channels:
+        channel.close()
+    for thread in threads:
         thread.join(timeout=30)
-        party2_end.close()

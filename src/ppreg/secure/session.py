@@ -66,13 +66,14 @@ class FixedPartyProxy:
 
     channel: Channel
     engine: EngineClient
+    session: str
     dealer_channel: Channel | None = None
     fixed_grid: Grid | None = None
     _level: LevelContext | None = None
     party2_report: dict = field(default_factory=dict)
 
     def hello(self, dim: int, model: str) -> Grid:
-        self.channel.send("hello", {"pet": self.engine.name, "dim": dim, "model": model,
+        self.channel.send("hello", {"pet": self.engine.name, "dim": dim, "model": model, "session": self.session,
                                     "protocol": PROTOCOL, "version": __version__})
         reply = self.channel.recv("hello")
         if reply.meta.get("protocol") != PROTOCOL:
@@ -120,7 +121,7 @@ class FixedParty:
     def __init__(self, fixed: Image, engines: dict, allowed_pets: tuple[str, ...] | None = None):
         normalized, _, _ = normalize_intensity(fixed.array)
         self.fixed = Image(array=normalized, grid=fixed.grid)
-        self.engines = engines  # pet name → callable returning an EngineServer
+        self.engines = engines  # pet name → callable(hello meta) returning an EngineServer
         self.allowed_pets = allowed_pets
         self.busy_seconds = 0.0
 
@@ -165,7 +166,7 @@ class FixedParty:
             raise InputError(f"the moving image is {hello.meta.get('dim')}D but party2's fixed image is {self.fixed.dim}D")
         if pet not in self.engines:
             raise InputError(f"party2 has no engine {pet!r}")
-        engine = self.engines[pet]()
+        engine = self.engines[pet](hello.meta)
         channel.send("hello", {"grid": self.fixed.grid.to_meta(), "protocol": PROTOCOL, "version": __version__})
         return engine
 

@@ -1,0 +1,1 @@
+"""The ``ppreg`` command (thin Typer layer over :mod:`ppreg.api`)."""

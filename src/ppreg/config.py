@@ -1,0 +1,101 @@
+"""Settings: built-in defaults < YAML config < explicit command-line options.
+
+Every key of a YAML config is also a command-line option (``sampling_fraction`` ↔
+``--sampling-fraction``); unknown keys and badly typed values are errors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from ppreg.core.pyramid import LevelSpec, build_schedule
+from ppreg.core.sampling import MODES
+from ppreg.errors import ConfigError
+from ppreg.secure.engines import PETS
+
+
+@dataclass(frozen=True)
+class AffineConfig:
+    """Settings of ``ppreg affine`` (configs/affine.yaml mirrors these defaults)."""
+
+    transform: str = "affine"
+    metric: str = "ssd"
+    pet: str = "clear"
+    sampling: str = "all"
+    sampling_fraction: float = 0.1
+    levels: str = "4x2x1"
+    smoothing: str = "2x1x0"
+    iterations: str = "100x50x25"
+    bins: int = 32
+    seed: int = 0
+    convergence: float = 0.001
+
+    def schedule(self) -> tuple[LevelSpec, ...]:
+        return tuple(build_schedule(self.levels, self.smoothing, self.iterations))
+
+    def validate(self) -> "AffineConfig":
+        _choice("transform", self.transform, ("rigid", "affine"))
+        _choice("metric", self.metric, ("ssd", "mi"))
+        _choice("pet", self.pet, PETS)
+        _choice("sampling", self.sampling, MODES)
+        if not 0.0 < self.sampling_fraction <= 1.0:
+            raise ConfigError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
+        if not 8 <= self.bins <= 256:
+            raise ConfigError(f"bins must be between 8 and 256, got {self.bins}")
+        if self.convergence <= 0:
+            raise ConfigError(f"convergence must be positive, got {self.convergence}")
+        self.schedule()
+        return self
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def load_config(cls, path: str | os.PathLike | None, overrides: dict):
+    """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``overrides``.
+
+    ``overrides`` holds command-line values; None means "not given".
+    """
+    values = {}
+    if path is not None:
+        values.update(_read_yaml(Path(path), cls))
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    config = replace(cls(), **{key: _coerce(cls, key, value) for key, value in values.items()})
+    return config.validate()
+
+
+def _read_yaml(path: Path, cls) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return data
+
+
+def _coerce(cls, key: str, value):
+    kind = {f.name: f.type for f in fields(cls)}[key]
+    target = {"str": str, "int": int, "float": float}.get(kind if isinstance(kind, str) else kind.__name__, str)
+    if target is int and isinstance(value, bool) or target is not str and isinstance(value, (list, dict)):
+        raise ConfigError(f"{key} must be {target.__name__}, got {value!r}")
+    try:
+        return target(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {target.__name__}, got {value!r}") from None
+
+
+def config_as_dict(config) -> dict:
+    return asdict(config)

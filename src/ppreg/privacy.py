@@ -1,0 +1,48 @@
+"""What each party learns in a run, as listed in the report (docs/privacy.md explains)."""
+
+from __future__ import annotations
+
+SEEN_BY_PARTY2 = {
+    "clear": "party1's requests only; party2 sends its whole level image to party1 (no privacy)",
+    "mpc": "uniformly random masked features (F − U); nothing about the moving image",
+    "fhe1": "masked, noise-flooded decryptions of R + mask; nothing about the moving image",
+    "fhe2": "masked, noise-flooded decryptions of R + mask; nothing about the moving image",
+}
+
+
+def revealed_quantities(metric: str, pet: str, sampling: str, result, bins: int) -> dict:
+    """Counts of the values each party learns beyond its own input.
+
+    ``result`` is a driver result with ``levels`` (records with ``n_samples`` and
+    ``iterations``) and ``model`` (with ``n_params`` and ``dim``).
+    """
+    n_params, dim = result.model.n_params, result.model.dim
+    levels = result.levels
+    evaluations = sum(len(level.iterations) for level in levels)
+    if metric == "ssd":
+        per_evaluation = n_params + 1
+        per_level = n_params * n_params + n_params + 1
+        names = ["Σ I(W)·S (p values)", "Σ I(W)·J"]
+        level_names = ["H = SᵀS", "SᵀJ", "ΣJ² over the samples"]
+    else:
+        per_evaluation = bins * bins + bins * dim * bins * (dim + 1)
+        per_level = 0
+        names = ["joint histogram P (B×B)", "its derivative D (B·d × B·(d+1))"]
+        level_names = []
+    to_party1 = {
+        "per_evaluation": names,
+        "per_level": level_names,
+        "values_per_evaluation": per_evaluation,
+        "values_total": per_evaluation * evaluations + per_level * len(levels),
+        "fixed_grid_geometry": True,
+    }
+    if pet == "clear":
+        to_party1["fixed_level_images"] = "the whole fixed image at every level (clear engine: no privacy)"
+    to_party2 = {
+        "engine_messages": SEEN_BY_PARTY2.get(pet, ""),
+        "sample_indices": sampling != "all",
+        "sample_indices_total": sum(level.n_samples for level in levels) if sampling != "all" else 0,
+        "model_centre_and_scale": True,
+    }
+    return {"threat_model": "semi-honest parties, non-colluding dealer", "revealed_to_party1": to_party1,
+            "revealed_to_party2": to_party2}

@@ -1,0 +1,152 @@
+"""The ``mpc`` engine: a one-sided product with a dealer, over Z_2^64 (docs/mpc.md).
+
+F (N × m) is party1's, G (N × q) party2's and constant for a level. With fixed-point
+encodings F̃, G̃, masks U (party1 ↔ dealer seed, fresh per product) and V (party2 ↔
+dealer seed, one per level), and the dealer's W = UᵀV split as W = Z₁ + Z₂:
+
+  once per level   party2 → party1   G̃ − V                      (N·q ring elements)
+  per product      party1 → party2   E = F̃ − U                  (N·m)
+                   dealer → party1   Z₁ (selected entries)       Z₂ expands from a seed
+                   party2 → party1   Eᵀ·G̃ + Z₂ (selected)
+  party1 adds Uᵀ·(G̃ − V) + Z₁ + (Eᵀ·G̃ + Z₂) = F̃ᵀ·G̃ and decodes at scale 2^(2f).
+
+Every value that crosses the wire is masked by a fresh uniform ring element, except the
+selected entries of the result, which party1 is entitled to. No truncation is needed
+because the result is revealed at scale 2^(2f); the error bound is
+``fixed.product_error_bound``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ppreg.errors import ProtocolError
+from ppreg.io.images import Image
+from ppreg.secure.base import EngineClient, EngineServer, LevelContext
+from ppreg.secure.mpc.fixed import DEFAULT_FRAC_BITS, check_product_budget, decode_product, encode
+from ppreg.secure.mpc.prg import MaskStream
+from ppreg.secure.mpc.ring import RING_DTYPE, ring_add, ring_sub, ring_transpose_matmul
+from ppreg.similarity.base import FixedOperand
+from ppreg.transport.channel import Channel, Message
+
+
+def dealer_hello(dealer: Channel, role: str, session: str) -> bytes:
+    """Introduce ourselves to the dealer and receive our 32-byte seed."""
+    dealer.send("hello", {"role": role, "session": session})
+    reply = dealer.recv("seed")
+    seed = bytes(np.asarray(reply.arrays["seed"], dtype=np.uint8))
+    if len(seed) != 32:
+        raise ProtocolError("the dealer sent a malformed seed")
+    return seed
+
+
+def power_of_two_bound(value: float) -> float:
+    """Smallest power of two ≥ value: reveals only the magnitude of party2's operand."""
+    return float(2.0 ** np.ceil(np.log2(max(value, 2.0**-16))))
+
+
+def u_label(level: int, counter: int) -> str:
+    return f"U/{level}/{counter}"
+
+
+def v_label(level: int) -> str:
+    return f"V/{level}"
+
+
+def z_label(level: int, counter: int) -> str:
+    return f"Z/{level}/{counter}"
+
+
+class MPCClient(EngineClient):
+    """Party1's half."""
+
+    name = "mpc"
+
+    def __init__(self, dealer: Channel, session: str, frac_bits: int = DEFAULT_FRAC_BITS):
+        self.dealer, self.frac_bits = dealer, frac_bits
+        self.seed = dealer_hello(dealer, "party1", session)
+        self._masked_operand = None
+        self._level = None
+        self._counter = 0
+
+    def start_level(self, channel: Channel, level: LevelContext) -> None:
+        message = channel.recv("mpc_level")
+        masked = np.asarray(message.arrays["masked_operand"])
+        if masked.dtype != RING_DTYPE or masked.shape != level.operand_shape:
+            raise ProtocolError(f"party2 sent a masked operand {masked.dtype}{masked.shape}, "
+                                f"expected uint64{level.operand_shape}")
+        self._masked_operand, self._operand_bound = masked, float(message.meta["operand_bound"])
+        self._level, self._counter = level.index, 0
+
+    def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
+        n, m = features.shape
+        q = self._masked_operand.shape[1]
+        check_product_budget(n, float(np.max(np.abs(features), initial=0.0)), self._operand_bound, self.frac_bits)
+        counter, self._counter = self._counter, self._counter + 1
+        mask = MaskStream(self.seed, u_label(self._level, counter)).uint64((n, m))
+        header = {"level": self._level, "counter": counter}
+        selection_bytes = np.packbits(selection.ravel())
+        channel.send("mpc_product", header, masked_features=ring_sub(encode(features, self.frac_bits), mask),
+                     selection=selection_bytes)
+        self.dealer.send("triple", {**header, "n": n, "m": m, "q": q}, selection=selection_bytes)
+        own_share = ring_transpose_matmul(mask, self._masked_operand)[selection]
+        dealer_share = self._receive_entries(self.dealer, "triple", int(selection.sum()))
+        peer_share = self._receive_entries(channel, "mpc_share", int(selection.sum()))
+        revealed = ring_add(ring_add(own_share, dealer_share), peer_share)
+        result = np.zeros((m, q))
+        result[selection] = decode_product(revealed, self.frac_bits)
+        return result
+
+    @staticmethod
+    def _receive_entries(channel: Channel, kind: str, count: int) -> np.ndarray:
+        values = np.asarray(channel.recv(kind).arrays["share"])
+        if values.dtype != RING_DTYPE or values.shape != (count,):
+            raise ProtocolError(f"{channel.remote} sent a share {values.dtype}{values.shape}, expected uint64({count},)")
+        return values
+
+    def close(self) -> None:
+        self.dealer.send("bye")
+        self.dealer.close()
+
+
+class MPCServer(EngineServer):
+    """Party2's half."""
+
+    name = "mpc"
+
+    def __init__(self, dealer: Channel, session: str, frac_bits: int = DEFAULT_FRAC_BITS):
+        self.dealer, self.frac_bits = dealer, frac_bits
+        self.seed = dealer_hello(dealer, "party2", session)
+        self._operand = None
+
+    def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
+        dense = operand.dense_matrix()
+        self._operand = encode(dense, self.frac_bits)
+        self._level = level_index
+        mask = MaskStream(self.seed, v_label(level_index)).uint64(dense.shape)
+        channel.send("mpc_level", {"level": level_index, "operand_bound": power_of_two_bound(operand.max_abs())},
+                     masked_operand=ring_sub(self._operand, mask))
+
+    def serve_product(self, channel: Channel, message: Message) -> None:
+        if message.kind != "mpc_product":
+            raise ProtocolError(f"party2 expected an mpc_product message, got {message.kind!r}")
+        level, counter = int(message.meta["level"]), int(message.meta["counter"])
+        masked = np.asarray(message.arrays["masked_features"])
+        n, q = self._operand.shape
+        if level != self._level or masked.dtype != RING_DTYPE or masked.ndim != 2 or masked.shape[0] != n:
+            raise ProtocolError("party1's masked features do not match the level")
+        m = masked.shape[1]
+        selection = unpack_selection(message.arrays["selection"], m, q)
+        share = ring_transpose_matmul(masked, self._operand)
+        share = ring_add(share, MaskStream(self.seed, z_label(level, counter)).uint64((m, q)))
+        channel.send("mpc_share", {"counter": counter}, share=share[selection])
+
+    def close(self) -> None:
+        self.dealer.close()
+
+
+def unpack_selection(packed: np.ndarray, m: int, q: int) -> np.ndarray:
+    bits = np.unpackbits(np.asarray(packed, dtype=np.uint8))
+    if bits.size < m * q:
+        raise ProtocolError("selection mask too short")
+    return bits[: m * q].reshape(m, q).astype(bool)
