@@ -59,18 +59,23 @@ def affine(
     reference_transform: Annotated[Optional[Path], typer.Option(help="Known transform: report displacement "
                                                                       "RMSE/max in mm.")] = None,
     mask: Annotated[Optional[Path], typer.Option(help="Fixed-space mask for the reference accuracy.")] = None,
+    peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve) at HOST:PORT instead of FIXED.")] = None,
+    dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
+    certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
-    """Rigid or affine registration (SSD or MI) of MOVING onto FIXED."""
-    from ppreg.cli.run import run_affine_command
+    """Rigid or affine registration (SSD or MI) of MOVING onto FIXED (or onto party2's
+    image with --peer)."""
+    from ppreg.cli.run import Connection, run_affine_command
 
     overrides = dict(
         transform=enum_value(transform), metric=enum_value(metric), pet=enum_value(pet),
         sampling=enum_value(sampling), sampling_fraction=sampling_fraction, levels=levels, smoothing=smoothing,
         iterations=iterations, bins=bins, convergence=convergence, seed=seed,
     )
+    connection = Connection(peer=peer, dealer=dealer, certs=certs)
     outputs = run_affine_command(moving, fixed, output, config, overrides, initial_transform, reference_transform,
-                                 mask, quiet)
+                                 mask, quiet, connection)
     if not quiet:
         typer.echo(json.dumps(outputs, indent=2))
 
@@ -115,6 +120,55 @@ def compare(
     result = transform_difference(read_transform(transform_a), read_transform(transform_b), grid,
                                   read_mask(mask, grid))
     typer.echo(json.dumps(result))
+
+
+@app.command()
+@handle_errors
+def keys(
+    directory: Annotated[Path, typer.Argument(help="Folder for ca.pem and NAME.pem / NAME.key.pem.")],
+    names: Annotated[str, typer.Option(help="Comma-separated party names.")] = "party1,party2,dealer",
+    hosts: Annotated[str, typer.Option(help="Comma-separated host names/IPs for the certificates.")] = "127.0.0.1,localhost",
+    days: Annotated[int, typer.Option(help="Validity in days.")] = 825,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files (and make a new CA).")] = False,
+) -> None:
+    """Make a small CA and a certificate + key per party for mutual TLS."""
+    from ppreg.transport.keys import make_keys
+
+    written = make_keys(directory, [n.strip() for n in names.split(",") if n.strip()], days,
+                        [h.strip() for h in hosts.split(",") if h.strip()], overwrite=overwrite)
+    typer.echo("\n".join(str(path) for path in written))
+
+
+@app.command()
+@handle_errors
+def serve(
+    fixed: Annotated[Path, typer.Argument(help="Fixed image (party2's own).")],
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")],
+    certs: Annotated[Path, typer.Option(help="Certificates directory (party2.pem, ca.pem).")],
+    dealer: Annotated[Optional[str], typer.Option(help="Dealer HOST:PORT (needed for --pet mpc).")] = None,
+    pets: Annotated[str, typer.Option(help="Comma-separated engines party2 accepts.")] = "mpc,fhe1,fhe2",
+    sessions: Annotated[Optional[int], typer.Option(help="Stop after this many sessions (default: serve forever).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-session lines.")] = False,
+) -> None:
+    """party2: serve registrations against FIXED, one after another (never sends the image
+    except to --pet clear clients, which must be allowed explicitly with --pets)."""
+    from ppreg.cli.run import serve_command
+
+    serve_command(fixed, listen, certs, dealer, pets, sessions, quiet)
+
+
+@app.command("dealer")
+@handle_errors
+def dealer_command(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")],
+    certs: Annotated[Path, typer.Option(help="Certificates directory (dealer.pem, ca.pem).")],
+    sessions: Annotated[Optional[int], typer.Option(help="Stop after this many sessions (default: forever).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-session lines.")] = False,
+) -> None:
+    """The dealer (crypto provider): correlated randomness for --pet mpc; never sees data."""
+    from ppreg.cli.run import dealer_serve_command
+
+    dealer_serve_command(listen, certs, sessions, quiet)
 
 
 def main() -> None:

@@ -1,27 +1,101 @@
-"""The body of the registration commands: load, connect, register, write, summarise."""
+"""The body of the commands: load, connect, register, write, summarise."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
+
+import typer
 
 from ppreg.api import run_affine, write_affine_outputs
 from ppreg.cli.common import IterationProgress
 from ppreg.config import AffineConfig, load_config
 from ppreg.errors import InputError
 from ppreg.io.images import read_image
-from ppreg.secure.engines import check_available
-from ppreg.secure.runtime import in_process_session
+from ppreg.secure.engines import PETS, check_available
+from ppreg.secure.runtime import in_process_session, remote_session, serve_dealer, serve_fixed
+from ppreg.transport.tls import Identity, Listener
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where party2 and the dealer are: in this process (peer None) or over TLS."""
+
+    peer: str | None = None
+    dealer: str | None = None
+    certs: Path | None = None
+
+    def session(self, fixed, pet: str):
+        if self.peer is None:
+            return in_process_session(fixed, pet)
+        if self.certs is None:
+            raise InputError("--peer needs --certs DIR (make one with: ppreg keys DIR)")
+        return remote_session(self.peer, self.dealer, self.certs, pet)
+
+
+def load_pair(moving_path: Path, fixed_path: Path | None, connection: Connection):
+    """Party1's moving image and, in-process only, the fixed image."""
+    moving = read_image(moving_path)
+    if connection.peer is not None:
+        if fixed_path is not None:
+            raise InputError("give either FIXED or --peer, not both (party1 never holds the fixed image)")
+        return moving, None
+    if fixed_path is None:
+        raise InputError("missing FIXED image (or --peer HOST:PORT for a remote party2)")
+    return moving, read_image(fixed_path, expect_dim=moving.dim)
 
 
 def run_affine_command(moving_path: Path, fixed_path: Path | None, prefix: str, config_path, overrides: dict,
-                       initial_transform, reference_transform, mask, quiet: bool) -> dict:
+                       initial_transform, reference_transform, mask, quiet: bool, connection: Connection) -> dict:
     config = load_config(AffineConfig, config_path, overrides)
     check_available(config.pet)
-    moving = read_image(moving_path)
-    if fixed_path is None:
-        raise InputError("give the FIXED image (in-process run)")
-    fixed = read_image(fixed_path, expect_dim=moving.dim)
+    moving, fixed = load_pair(moving_path, fixed_path, connection)
     budget = sum(level.iterations for level in config.schedule())
-    with IterationProgress(budget, quiet) as progress, in_process_session(fixed, config.pet) as proxy:
+    with IterationProgress(budget, quiet) as progress, connection.session(fixed, config.pet) as proxy:
         outcome = run_affine(moving, proxy, config, initial_transform, progress)
-    return write_affine_outputs(outcome, moving, moving_path, fixed_path, prefix, reference_transform, mask)
+    fixed_label = fixed_path if fixed_path is not None else f"party2 at {connection.peer}"
+    return write_affine_outputs(outcome, moving, moving_path, fixed_label, prefix, reference_transform, mask)
+
+
+def _session_printer(role: str, quiet: bool):
+    def report(number: int, summary: dict | None, error) -> None:
+        if quiet:
+            return
+        if error is not None:
+            typer.echo(f"ppreg {role}: session {number} failed: {error}", err=True)
+        else:
+            typer.echo(json.dumps({"role": role, "session": number, **summary}))
+    return report
+
+
+def _pet_list(text: str) -> tuple[str, ...]:
+    pets = tuple(p.strip() for p in text.split(",") if p.strip())
+    for pet in pets:
+        if pet not in PETS:
+            raise InputError(f"--pets: unknown engine {pet!r} (known: {', '.join(PETS)})")
+    return pets
+
+
+def serve_command(fixed_path: Path, listen: str, certs: Path, dealer: str | None, pets: str,
+                  sessions: int | None, quiet: bool) -> None:
+    fixed = read_image(fixed_path)
+    available = []
+    for pet in _pet_list(pets):
+        with contextlib.suppress(InputError):
+            check_available(pet)
+            available.append(pet)
+    if not available:
+        raise InputError(f"none of --pets {pets} is available in this version")
+    with Listener(listen, Identity.load(certs, "party2")) as listener:
+        if not quiet:
+            typer.echo(f"party2 serving {fixed_path} on port {listener.port} ({', '.join(available)})", err=True)
+        serve_fixed(fixed, listener, certs, dealer, tuple(available), _session_printer("party2", quiet), sessions)
+
+
+def dealer_serve_command(listen: str, certs: Path, sessions: int | None, quiet: bool) -> None:
+    with Listener(listen, Identity.load(certs, "dealer")) as listener:
+        if not quiet:
+            typer.echo(f"dealer listening on port {listener.port}", err=True)
+        serve_dealer(listener, _session_printer("dealer", quiet), sessions)

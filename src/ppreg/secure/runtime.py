@@ -7,12 +7,13 @@ import secrets
 import threading
 from collections.abc import Iterator
 
-from ppreg.errors import PeerError, PpregError
+from ppreg.errors import InputError, PeerError, PpregError
 from ppreg.io.images import Image
 from ppreg.secure.engines import check_available, client_for, needs_dealer, server_for
 from ppreg.secure.mpc.dealer import run_dealer_session
 from ppreg.secure.session import FixedParty, FixedPartyProxy
 from ppreg.transport.channel import Channel, local_pair
+from ppreg.transport.tls import Identity, Listener, connect
 
 
 class PartyThread(threading.Thread):
@@ -80,3 +81,84 @@ def _shutdown(channels: list[Channel], threads: list[PartyThread]) -> None:
         channel.close()
     for thread in threads:
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def remote_session(peer: str, dealer: str | None, certs_dir, pet: str, timeout: float = 600.0) -> Iterator[FixedPartyProxy]:
+    """Party1 talking to a party2 (``ppreg serve``) and, for mpc, a dealer over mutual TLS."""
+    check_available(pet)
+    identity = Identity.load(certs_dir, "party1")
+    session = new_session_id()
+    dealer_channel = None
+    if needs_dealer(pet):
+        if dealer is None:
+            raise InputError(f"--pet {pet} needs --dealer HOST:PORT")
+        dealer_channel = connect(dealer, identity, "dealer", channel_timeout=timeout)
+    channels = [c for c in (dealer_channel,) if c is not None]
+    try:
+        engine = client_for(pet, dealer_channel, session)
+        channel = connect(peer, identity, "party2", channel_timeout=timeout)
+        channels.append(channel)
+        yield FixedPartyProxy(channel=channel, engine=engine, session=session, dealer_channel=dealer_channel)
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def serve_fixed(fixed: Image, listener: Listener, certs_dir, dealer: str | None, allowed_pets: tuple[str, ...],
+                on_session=None, sessions: int | None = None) -> int:
+    """Party2's server loop: one registration after another. Returns sessions served.
+
+    A failed session (peer died, bad request) is reported through ``on_session`` and
+    the loop goes on; with ``sessions`` set, it stops after that many sessions and
+    re-raises the last failure.
+    """
+    identity = Identity.load(certs_dir, "party2")
+
+    def engine_factory(pet: str):
+        def build(meta: dict):
+            dealer_channel = None
+            if needs_dealer(pet):
+                if dealer is None:
+                    raise InputError(f"party2 was started without --dealer; it cannot serve --pet {pet}")
+                dealer_channel = connect(dealer, identity, "dealer")
+            return server_for(pet, dealer_channel, str(meta.get("session")))
+        return build
+
+    party2 = FixedParty(fixed, {pet: engine_factory(pet) for pet in allowed_pets}, allowed_pets)
+    served = 0
+    while sessions is None or served < sessions:
+        channel, _ = listener.accept({"party1"})
+        served += 1
+        try:
+            report = party2.serve(channel)
+            if on_session is not None:
+                on_session(served, report, None)
+        except PpregError as error:
+            if on_session is not None:
+                on_session(served, None, error)
+            if sessions is not None and served >= sessions:
+                raise
+        finally:
+            channel.close()
+    return served
+
+
+def serve_dealer(listener: Listener, on_session=None, sessions: int | None = None) -> int:
+    """The dealer's server loop: sessions one after another (party1 connects first)."""
+    served = 0
+    while sessions is None or served < sessions:
+        first, _ = listener.accept({"party1"})
+        served += 1
+        try:
+            products = run_dealer_session(first, lambda: listener.accept({"party2"}, timeout=120)[0])
+            if on_session is not None:
+                on_session(served, {"products": products}, None)
+        except PpregError as error:
+            if on_session is not None:
+                on_session(served, None, error)
+            if sessions is not None and served >= sessions:
+                raise
+        finally:
+            first.close()
+    return served

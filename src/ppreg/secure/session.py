@@ -128,6 +128,7 @@ class FixedParty:
     def serve(self, channel: Channel) -> dict:
         """Run one registration session to its end; returns party2's report."""
         engine = None
+        self.busy_seconds = 0.0
         try:
             engine = self._handshake(channel)
             while True:
