@@ -37,8 +37,12 @@ class GradientImage:
         ``inside`` False.
         """
         cindex = self.image.grid.physical_to_continuous_index(points)
-        inside = np.all((cindex >= 0) & (cindex <= np.asarray(self.image.grid.size) - 1), axis=1)
-        coords = cindex[:, ::-1].T  # numpy order for map_coordinates
+        return self.sample_coordinates(np.ascontiguousarray(cindex[:, ::-1].T), with_gradient)
+
+    def sample_coordinates(self, coords: np.ndarray, with_gradient: bool = True):
+        """Like :meth:`sample` for continuous numpy-order indices, shape (d, N)."""
+        upper = np.asarray(self.image.grid.shape, dtype=np.float64)[:, None] - 1
+        inside = np.all((coords >= 0) & (coords <= upper), axis=0)
         values = ndimage.map_coordinates(self.image.array, coords, order=1, mode="nearest")
         values = np.where(inside, values, 0.0)
         if not with_gradient:

@@ -130,6 +130,15 @@ class AffineModel:
         matrix, translation = self.matrix_translation(params)
         return (points - self.center) @ matrix.T + self.center + translation
 
+    def index_map(self, params: np.ndarray, moving_grid) -> np.ndarray:
+        """Matrix K, shape (d, d+1), with K·[x; 1] = continuous numpy-order index (z, y, x)
+        in ``moving_grid`` of W(x): one small matmul per evaluation instead of two passes."""
+        matrix, translation = self.matrix_translation(params)
+        to_index = np.linalg.inv(moving_grid.index_to_physical_matrix())
+        linear = to_index @ matrix
+        offset = to_index @ (self.center - matrix @ self.center + translation - moving_grid.origin)
+        return np.hstack([linear, offset[:, None]])[::-1]
+
     def affine_jacobian(self, params: np.ndarray) -> np.ndarray:
         """∂θ_affine/∂θ, shape (d·(d+1), n_params): chain rule from affine to this model.
 

@@ -45,6 +45,8 @@ def _jsonable(value):
         return float(value) if np.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 

@@ -91,6 +91,13 @@ def register_affine(
     return result
 
 
+def _bounding_box_corners(points: np.ndarray) -> np.ndarray:
+    """The 2^d corners of the axis-aligned box around ``points`` (N, d)."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    choices = np.array(np.meshgrid(*[[0, 1]] * points.shape[1], indexing="ij")).reshape(points.shape[1], -1).T
+    return np.where(choices == 1, high, low)
+
+
 class _LevelRun:
     """One pyramid level: sampling, level setup with party2, optimiser iterations."""
 
@@ -109,6 +116,8 @@ class _LevelRun:
             self._gradient_magnitude(params, all_points) if self.settings.sampling == GMS else None,
         )
         self.points = all_points if sample_index is None else all_points[sample_index]
+        self.points_h = np.vstack([self.points.T, np.ones(len(self.points))])  # (d+1, N), for index_map
+        self.corners = _bounding_box_corners(self.points)
         request = LevelRequest(self.settings.metric, self.spec.shrink, self.spec.sigma, self.model, self.settings.bins)
         self.summary = self.proxy.start_level(self.index, request, sample_index)
         self.record = LevelRecord(self.index, self.spec.shrink, self.spec.sigma, len(self.points),
@@ -116,6 +125,10 @@ class _LevelRun:
         if self.settings.metric == "ssd":
             return self._gauss_newton(params)
         return self._lbfgs_mi(params)
+
+    def _sample_moving(self, params: np.ndarray, with_gradient: bool = True):
+        coords = self.model.index_map(params, self.moving_level.image.grid) @ self.points_h
+        return self.moving_level.sample_coordinates(coords, with_gradient)
 
     def _gradient_magnitude(self, params: np.ndarray, points: np.ndarray) -> np.ndarray:
         _, gradient, _ = self.moving_level.sample(self.model.apply(params, points))
@@ -135,7 +148,7 @@ class _LevelRun:
 
     # --- SSD: inverse-compositional Levenberg-Marquardt -------------------------------
     def _ssd_evaluate(self, params):
-        warped, _, _ = self.moving_level.sample(self.model.apply(params, self.points), with_gradient=False)
+        warped, _, _ = self._sample_moving(params, with_gradient=False)
         selection = np.ones((1, self.model.n_params + 1), dtype=bool)
         product = self.proxy.product(ssd_features(warped), selection)
         return ssd_step(warped, product, self.summary)
@@ -168,14 +181,15 @@ class _LevelRun:
         return self.model.params_from_matrix(combined, translation - combined @ step_translation)
 
     def _displacement_mm(self, delta: np.ndarray) -> float:
-        """Largest displacement of a sampled point caused by the increment Δ."""
+        """Largest displacement caused by the increment Δ over the samples' bounding box
+        (an affine displacement is largest at a corner)."""
         step_matrix, step_translation = self.model.matrix_translation(self.model.identity() + delta)
-        moved = (self.points - self.model.center) @ (step_matrix - np.eye(self.model.dim)).T + step_translation
+        moved = (self.corners - self.model.center) @ (step_matrix - np.eye(self.model.dim)).T + step_translation
         return float(np.max(np.linalg.norm(moved, axis=1)))
 
     # --- MI: L-BFGS-B ------------------------------------------------------------------
     def _mi_evaluate(self, params):
-        warped, gradient, inside = self.moving_level.sample(self.model.apply(params, self.points))
+        warped, gradient, inside = self._sample_moving(params)
         image = self.moving_level.image.array
         scale = ParzenScale(low=float(image.min()), span=float(np.ptp(image)) or 1.0, n_bins=self.settings.bins)
         features = mi_features(warped, gradient, inside, scale, self.model.scale)

@@ -13,7 +13,7 @@ import numpy as np
 from ppreg.errors import ProtocolError
 from ppreg.secure.mpc.engine import u_label, unpack_selection, v_label, z_label
 from ppreg.secure.mpc.prg import MaskStream, new_seed
-from ppreg.secure.mpc.ring import ring_sub, ring_transpose_matmul
+from ppreg.secure.mpc.ring import ring_sub, ring_transpose_matmul_narrow
 from ppreg.transport.channel import Channel
 
 MAX_DEALER_ELEMENTS = 2**31  # refuse absurd shapes from a misbehaving peer
@@ -24,7 +24,7 @@ class Dealer:
 
     def __init__(self) -> None:
         self.seeds = {"party1": new_seed(), "party2": new_seed()}
-        self._v_cache: tuple[tuple[int, int, int], np.ndarray] | None = None
+        self._v_cache: tuple[tuple[int, int, int], np.ndarray] | None = None  # Vᵀ of the current level
 
     def greet(self, channel: Channel, expected_role: str) -> str:
         """Receive a party's hello, check its role, send its seed; returns the session id."""
@@ -54,14 +54,15 @@ class Dealer:
             raise ProtocolError(f"the dealer refuses a product of shape ({n}×{m})ᵀ·({n}×{q})")
         selection = unpack_selection(message.arrays["selection"], m, q)
         masks_party1 = MaskStream(self.seeds["party1"], u_label(level, counter)).uint64((n, m))
-        product = ring_transpose_matmul(masks_party1, self._level_masks(level, n, q))
+        product = ring_transpose_matmul_narrow(masks_party1, self._level_masks(level, n, q))
         share_party2 = MaskStream(self.seeds["party2"], z_label(level, counter)).uint64((m, q))
         return ring_sub(product, share_party2)[selection]
 
     def _level_masks(self, level: int, n: int, q: int) -> np.ndarray:
         key = (level, n, q)
         if self._v_cache is None or self._v_cache[0] != key:
-            self._v_cache = (key, MaskStream(self.seeds["party2"], v_label(level)).uint64((n, q)))
+            masks = MaskStream(self.seeds["party2"], v_label(level)).uint64((n, q))
+            self._v_cache = (key, np.ascontiguousarray(masks.T))
         return self._v_cache[1]
 
 

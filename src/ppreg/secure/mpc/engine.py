@@ -25,7 +25,7 @@ from ppreg.io.images import Image
 from ppreg.secure.base import EngineClient, EngineServer, LevelContext
 from ppreg.secure.mpc.fixed import DEFAULT_FRAC_BITS, check_product_budget, decode_product, encode
 from ppreg.secure.mpc.prg import MaskStream
-from ppreg.secure.mpc.ring import RING_DTYPE, ring_add, ring_sub, ring_transpose_matmul
+from ppreg.secure.mpc.ring import RING_DTYPE, ring_add, ring_sub, ring_transpose_matmul_narrow
 from ppreg.similarity.base import FixedOperand
 from ppreg.transport.channel import Channel, Message
 
@@ -75,12 +75,14 @@ class MPCClient(EngineClient):
         if masked.dtype != RING_DTYPE or masked.shape != level.operand_shape:
             raise ProtocolError(f"party2 sent a masked operand {masked.dtype}{masked.shape}, "
                                 f"expected uint64{level.operand_shape}")
-        self._masked_operand, self._operand_bound = masked, float(message.meta["operand_bound"])
+        # Stored transposed: each product is then a few contiguous mat-vecs.
+        self._masked_operand_t = np.ascontiguousarray(masked.T)
+        self._operand_bound = float(message.meta["operand_bound"])
         self._level, self._counter = level.index, 0
 
     def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
         n, m = features.shape
-        q = self._masked_operand.shape[1]
+        q = self._masked_operand_t.shape[0]
         check_product_budget(n, float(np.max(np.abs(features), initial=0.0)), self._operand_bound, self.frac_bits)
         counter, self._counter = self._counter, self._counter + 1
         mask = MaskStream(self.seed, u_label(self._level, counter)).uint64((n, m))
@@ -89,7 +91,7 @@ class MPCClient(EngineClient):
         channel.send("mpc_product", header, masked_features=ring_sub(encode(features, self.frac_bits), mask),
                      selection=selection_bytes)
         self.dealer.send("triple", {**header, "n": n, "m": m, "q": q}, selection=selection_bytes)
-        own_share = ring_transpose_matmul(mask, self._masked_operand)[selection]
+        own_share = ring_transpose_matmul_narrow(mask, self._masked_operand_t)[selection]
         dealer_share = self._receive_entries(self.dealer, "triple", int(selection.sum()))
         peer_share = self._receive_entries(channel, "mpc_share", int(selection.sum()))
         revealed = ring_add(ring_add(own_share, dealer_share), peer_share)
@@ -121,23 +123,24 @@ class MPCServer(EngineServer):
 
     def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
         dense = operand.dense_matrix()
-        self._operand = encode(dense, self.frac_bits)
+        encoded = encode(dense, self.frac_bits)
+        self._operand_t = np.ascontiguousarray(encoded.T)
         self._level = level_index
         mask = MaskStream(self.seed, v_label(level_index)).uint64(dense.shape)
         channel.send("mpc_level", {"level": level_index, "operand_bound": power_of_two_bound(operand.max_abs())},
-                     masked_operand=ring_sub(self._operand, mask))
+                     masked_operand=ring_sub(encoded, mask))
 
     def serve_product(self, channel: Channel, message: Message) -> None:
         if message.kind != "mpc_product":
             raise ProtocolError(f"party2 expected an mpc_product message, got {message.kind!r}")
         level, counter = int(message.meta["level"]), int(message.meta["counter"])
         masked = np.asarray(message.arrays["masked_features"])
-        n, q = self._operand.shape
+        q, n = self._operand_t.shape
         if level != self._level or masked.dtype != RING_DTYPE or masked.ndim != 2 or masked.shape[0] != n:
             raise ProtocolError("party1's masked features do not match the level")
         m = masked.shape[1]
         selection = unpack_selection(message.arrays["selection"], m, q)
-        share = ring_transpose_matmul(masked, self._operand)
+        share = ring_transpose_matmul_narrow(masked, self._operand_t)
         share = ring_add(share, MaskStream(self.seed, z_label(level, counter)).uint64((m, q)))
         channel.send("mpc_share", {"counter": counter}, share=share[selection])
 

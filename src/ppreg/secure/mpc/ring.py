@@ -221,3 +221,29 @@ def benchmark_matmul(rows: int = 200_000, cols: int = 32) -> None:
         f"ring_matmul {ours_seconds:.3f} s, speed-up {numpy_seconds / ours_seconds:.1f}x"
     )
 
+
+
+NARROW_COLUMNS = 16  # below this many columns, numpy's uint64 mat-vec beats the limb split
+
+
+def ring_transpose_matmul_narrow(a: np.ndarray, b_transposed: np.ndarray) -> np.ndarray:
+    """aᵀ·b mod 2^64 for a narrow ``a`` and a ``b`` already stored transposed.
+
+    Parameters
+    ----------
+    a : ndarray, shape (N, m), uint64
+        Changes every call (masked features).
+    b_transposed : ndarray, shape (q, N), uint64, C-contiguous
+        Constant for a level (an operand or its mask): transposing it once per level
+        turns each product into m contiguous uint64 mat-vecs, which numpy runs at
+        memory speed (≈100× faster than the limb split for m = 1, N = 650 000).
+
+    Returns
+    -------
+    ndarray, shape (m, q), uint64
+    """
+    if a.shape[1] > NARROW_COLUMNS:
+        return ring_transpose_matmul(a, b_transposed.T)
+    columns = np.ascontiguousarray(np.asarray(a, dtype=RING_DTYPE).T)
+    with np.errstate(over="ignore"):
+        return np.stack([b_transposed @ column for column in columns])
