@@ -126,12 +126,22 @@ def serve_fixed(fixed: Image, listener: Listener, certs_dir, dealer: str | None,
         return build
 
     party2 = FixedParty(fixed, {pet: engine_factory(pet) for pet in allowed_pets}, allowed_pets)
+    return _serve_sessions(listener, party2.serve, on_session, sessions)
+
+
+def _serve_sessions(listener: Listener, serve_one, on_session, sessions: int | None) -> int:
+    """Accept party1 connections one after another and serve each with ``serve_one``.
+
+    A refused connection (bad certificate, wrong name) or a failed session is reported
+    and the loop goes on; with ``sessions`` set, the last failure is re-raised.
+    """
     served = 0
     while sessions is None or served < sessions:
-        channel, _ = listener.accept({"party1"})
         served += 1
+        channel = None
         try:
-            report = party2.serve(channel)
+            channel, _ = listener.accept({"party1"})
+            report = serve_one(channel)
             if on_session is not None:
                 on_session(served, report, None)
         except PpregError as error:
@@ -140,25 +150,16 @@ def serve_fixed(fixed: Image, listener: Listener, certs_dir, dealer: str | None,
             if sessions is not None and served >= sessions:
                 raise
         finally:
-            channel.close()
+            if channel is not None:
+                channel.close()
     return served
 
 
 def serve_dealer(listener: Listener, on_session=None, sessions: int | None = None) -> int:
     """The dealer's server loop: sessions one after another (party1 connects first)."""
-    served = 0
-    while sessions is None or served < sessions:
-        first, _ = listener.accept({"party1"})
-        served += 1
-        try:
-            products = run_dealer_session(first, lambda: listener.accept({"party2"}, timeout=120)[0])
-            if on_session is not None:
-                on_session(served, {"products": products}, None)
-        except PpregError as error:
-            if on_session is not None:
-                on_session(served, None, error)
-            if sessions is not None and served >= sessions:
-                raise
-        finally:
-            first.close()
-    return served
+
+    def serve_one(first: Channel) -> dict:
+        products = run_dealer_session(first, lambda: listener.accept({"party2"}, timeout=120)[0])
+        return {"products": products}
+
+    return _serve_sessions(listener, serve_one, on_session, sessions)
