@@ -20,6 +20,7 @@ class LevelRequest:
     shrink : int, sigma : float (full-resolution voxels)
     model : AffineModel (its centre and scale are public)
     bins : int, number of fixed-image histogram bins (MI)
+    params : dict, further public, JSON-able parameters a metric needs (e.g. a control grid)
     """
 
     metric: str
@@ -27,6 +28,7 @@ class LevelRequest:
     sigma: float
     model: AffineModel
     bins: int = 32
+    params: dict = field(default_factory=dict)
 
     def to_meta(self) -> dict:
         return {
@@ -34,6 +36,7 @@ class LevelRequest:
             "shrink": self.shrink,
             "sigma": self.sigma,
             "bins": self.bins,
+            "params": self.params,
             "model": {
                 "kind": self.model.kind,
                 "dim": self.model.dim,
@@ -50,6 +53,7 @@ class LevelRequest:
             shrink=int(meta["shrink"]),
             sigma=float(meta["sigma"]),
             bins=int(meta["bins"]),
+            params=dict(meta.get("params") or {}),
             model=AffineModel(
                 kind=str(model["kind"]),
                 dim=int(model["dim"]),
