@@ -46,3 +46,24 @@ def revealed_quantities(metric: str, pet: str, sampling: str, result, bins: int)
     }
     return {"threat_model": "semi-honest parties, non-colluding dealer", "revealed_to_party1": to_party1,
             "revealed_to_party2": to_party2}
+
+
+def pointcloud_revealed(pet: str, dim: int, count: int) -> dict:
+    """What each party learns in a point-set registration (docs/privacy.md, ``ppreg pointcloud``)."""
+    to_party1 = {
+        "cross_covariance": "L = Σ x'·y'ᵀ of the centred points",
+        "fixed_centroid": "ȳ (the translation needs it)",
+        "fixed_sum_squared": "Σ‖y'‖² (the FRE and the --scaling factor need it)",
+        "fixed_scale": "power of two ≥ max |y' coordinate| (operand normalisation)",
+        "fixed_point_count": count,
+        "values_total": dim * dim + dim + 2,
+    }
+    if pet == "clear":
+        to_party1["fixed_points"] = "every fixed point (clear engine: no privacy)"
+    to_party2 = {
+        "engine_messages": SEEN_BY_PARTY2.get(pet, ""),
+        "moving_point_count": count,
+        "dimension": dim,
+    }
+    return {"threat_model": "semi-honest parties, non-colluding dealer", "revealed_to_party1": to_party1,
+            "revealed_to_party2": to_party2}

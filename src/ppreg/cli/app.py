@@ -82,6 +82,33 @@ def affine(
 
 @app.command()
 @handle_errors
+def pointcloud(
+    moving: Annotated[Path, typer.Argument(help="Moving points (party1's), CSV x,y[,z] in mm, header optional.")],
+    fixed: Annotated[Optional[Path], typer.Argument(help="Fixed points (party2's), rows corresponding to MOVING; "
+                                                         "omit with --peer.")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="Output prefix, like ANTs -o.")] = "ppreg_",
+    pet: Annotated[Pet, typer.Option(help="Privacy engine.")] = Pet.clear,
+    scaling: Annotated[bool, typer.Option("--scaling", help="Also fit an isotropic scale (Umeyama).")] = False,
+    seed: Annotated[int, typer.Option(help="Recorded in the report (the fit is closed-form; masks are "
+                                           "always secret-random).")] = 0,
+    peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve FIXED.csv) at HOST:PORT instead of FIXED.")] = None,
+    dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
+    certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+) -> None:
+    """Rigid (or similarity) registration of corresponding landmarks: closed-form SVD
+    (Arun/Kabsch) on the securely computed cross-covariance."""
+    from ppreg.cli.pointcloud import run_pointcloud_command
+    from ppreg.cli.run import Connection
+
+    outputs = run_pointcloud_command(moving, fixed, output, pet.value, scaling, seed,
+                                     Connection(peer=peer, dealer=dealer, certs=certs))
+    if not quiet:
+        typer.echo(json.dumps(outputs, indent=2))
+
+
+@app.command()
+@handle_errors
 def apply(
     transform: Annotated[Path, typer.Argument(help="ITK transform file (.tfm/.txt/.h5, displacement field).")],
     moving: Annotated[Path, typer.Argument(help="Image to resample.")],
@@ -142,7 +169,7 @@ def keys(
 @app.command()
 @handle_errors
 def serve(
-    fixed: Annotated[Path, typer.Argument(help="Fixed image (party2's own).")],
+    fixed: Annotated[Path, typer.Argument(help="Fixed image (party2's own), or a .csv point file for pointcloud.")],
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")],
     certs: Annotated[Path, typer.Option(help="Certificates directory (party2.pem, ca.pem).")],
     dealer: Annotated[Optional[str], typer.Option(help="Dealer HOST:PORT (needed for --pet mpc).")] = None,

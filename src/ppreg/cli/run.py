@@ -14,6 +14,7 @@ from ppreg.cli.common import IterationProgress
 from ppreg.config import AffineConfig, load_config
 from ppreg.errors import InputError
 from ppreg.io.images import read_image
+from ppreg.io.points import read_points
 from ppreg.secure.engines import PETS, check_available
 from ppreg.secure.runtime import in_process_session, remote_session, serve_dealer, serve_fixed
 from ppreg.transport.tls import Identity, Listener
@@ -80,7 +81,7 @@ def _pet_list(text: str) -> tuple[str, ...]:
 
 def serve_command(fixed_path: Path, listen: str, certs: Path, dealer: str | None, pets: str,
                   sessions: int | None, quiet: bool) -> None:
-    fixed = read_image(fixed_path)
+    fixed = read_points(fixed_path) if fixed_path.suffix.lower() == ".csv" else read_image(fixed_path)
     available = []
     for pet in _pet_list(pets):
         with contextlib.suppress(InputError):

@@ -97,3 +97,12 @@ def mapped_points(transform: sitk.Transform, grid: Grid) -> np.ndarray:
     )
     displacement = sitk.GetArrayFromImage(field).reshape(-1, grid.dim)
     return grid.physical_points() + displacement
+
+
+def similarity_to_sitk(rotation: np.ndarray, scale: float, translation: np.ndarray, center: np.ndarray) -> sitk.Transform:
+    """A Similarity2D/3D transform for W(x) = c + s·R(x − c) + t (R a proper rotation)."""
+    transform = sitk.Similarity2DTransform() if len(center) == 2 else sitk.Similarity3DTransform()
+    transform.SetCenter(tuple(float(v) for v in center))
+    transform.SetMatrix(tuple(float(v) for v in (scale * np.asarray(rotation)).ravel()))
+    transform.SetTranslation(tuple(float(v) for v in translation))
+    return transform

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppreg.io.images import Grid, Image
+from ppreg.io.points import PointSet
 from ppreg.similarity.base import FixedOperand, LevelRequest
 from ppreg.transport.channel import Channel, Message
 
@@ -23,7 +24,7 @@ class LevelContext:
 
     index: int
     request: LevelRequest
-    grid: Grid
+    grid: Grid | None  # None for a point set
     sample_index: np.ndarray | None
     operand_shape: tuple[int, int]
 
@@ -51,7 +52,8 @@ class EngineServer(ABC):
     name: str
 
     @abstractmethod
-    def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
+    def start_level(self, channel: Channel, level_index: int, operand: FixedOperand,
+                    fixed_level: Image | PointSet) -> None:
         """Send whatever party1 needs once per level."""
 
     @abstractmethod

@@ -1,4 +1,4 @@
-"""The clear engine: party2 hands over its level image; party1 computes Fᵀ·G itself.
+"""The clear engine: party2 hands over its level image (or point set); party1 computes Fᵀ·G itself.
 
 No privacy at all — it is the accuracy baseline and the oracle the secure engines
 are tested against. It still runs through the counted channel, so its bytes are real.
@@ -10,6 +10,7 @@ import numpy as np
 
 from ppreg.errors import ProtocolError
 from ppreg.io.images import Image
+from ppreg.io.points import PointSet
 from ppreg.secure.base import EngineClient, EngineServer, LevelContext
 from ppreg.similarity.base import FixedOperand
 from ppreg.similarity.operands import build_fixed_operand
@@ -25,9 +26,10 @@ class ClearClient(EngineClient):
     def start_level(self, channel: Channel, level: LevelContext) -> None:
         message = channel.recv("clear_level")
         values = np.asarray(message.arrays["fixed"], dtype=np.float64)
-        if values.shape != level.grid.shape:
-            raise ProtocolError(f"party2 sent a level image of shape {values.shape}, expected {level.grid.shape}")
-        fixed_level = Image(array=values, grid=level.grid)
+        expected = level.grid.shape if level.grid is not None else (level.operand_shape[0], level.request.model.dim)
+        if values.shape != expected:
+            raise ProtocolError(f"party2 sent level data of shape {values.shape}, expected {expected}")
+        fixed_level = Image(array=values, grid=level.grid) if level.grid is not None else PointSet(points=values)
         self._operand = build_fixed_operand(level.request, fixed_level, level.sample_index)
 
     def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
@@ -37,8 +39,9 @@ class ClearClient(EngineClient):
 class ClearServer(EngineServer):
     name = "clear"
 
-    def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
-        channel.send("clear_level", {"level": level_index}, fixed=fixed_level.array)
+    def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image | PointSet) -> None:
+        values = fixed_level.points if isinstance(fixed_level, PointSet) else fixed_level.array
+        channel.send("clear_level", {"level": level_index}, fixed=values)
 
     def serve_product(self, channel: Channel, message: Message) -> None:
         raise ProtocolError("the clear engine takes no product requests")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from ppreg.errors import InputError, PeerError, PpregError
 from ppreg.io.images import Image
+from ppreg.io.points import PointSet
 from ppreg.secure.engines import check_available, client_for, needs_dealer, server_for
 from ppreg.secure.mpc.dealer import run_dealer_session
 from ppreg.secure.session import FixedParty, FixedPartyProxy
@@ -37,7 +38,7 @@ def new_session_id() -> str:
 
 
 @contextlib.contextmanager
-def in_process_session(fixed: Image, pet: str, timeout: float = 600.0) -> Iterator[FixedPartyProxy]:
+def in_process_session(fixed: Image | PointSet, pet: str, timeout: float = 600.0) -> Iterator[FixedPartyProxy]:
     """Party2 (and the dealer, when the engine needs one) in threads of this process.
 
     Every message still crosses a :class:`~ppreg.transport.channel.Channel` as bytes.
@@ -105,7 +106,7 @@ def remote_session(peer: str, dealer: str | None, certs_dir, pet: str, timeout: 
             channel.close()
 
 
-def serve_fixed(fixed: Image, listener: Listener, certs_dir, dealer: str | None, allowed_pets: tuple[str, ...],
+def serve_fixed(fixed: Image | PointSet, listener: Listener, certs_dir, dealer: str | None, allowed_pets: tuple[str, ...],
                 on_session=None, sessions: int | None = None) -> int:
     """Party2's server loop: one registration after another. Returns sessions served.
 

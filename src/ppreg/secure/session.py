@@ -25,9 +25,11 @@ from ppreg import __version__
 from ppreg.core.pyramid import pyramid_level, shrink_grid
 from ppreg.errors import InputError, PeerError, PpregError, ProtocolError
 from ppreg.io.images import Grid, Image
+from ppreg.io.points import PointSet
 from ppreg.secure.base import EngineClient, EngineServer, LevelContext
 from ppreg.similarity.base import LevelRequest, normalize_intensity
 from ppreg.similarity.operands import build_fixed_operand, operand_columns
+from ppreg.similarity.points import POINTCLOUD_MODEL, POINTS_METRIC
 from ppreg.transport.channel import Channel, TrafficStats
 
 PROTOCOL = 1
@@ -69,16 +71,18 @@ class FixedPartyProxy:
     session: str
     dealer_channel: Channel | None = None
     fixed_grid: Grid | None = None
+    fixed_points: int | None = None  # number of party2's points (point-set sessions)
     _level: LevelContext | None = None
     party2_report: dict = field(default_factory=dict)
 
-    def hello(self, dim: int, model: str) -> Grid:
+    def hello(self, dim: int, model: str) -> Grid | None:
         self.channel.send("hello", {"pet": self.engine.name, "dim": dim, "model": model, "session": self.session,
                                     "protocol": PROTOCOL, "version": __version__})
         reply = self.channel.recv("hello")
         if reply.meta.get("protocol") != PROTOCOL:
             raise ProtocolError(f"party2 speaks protocol {reply.meta.get('protocol')}, we speak {PROTOCOL}")
-        self.fixed_grid = Grid.from_meta(reply.meta["grid"])
+        self.fixed_grid = Grid.from_meta(reply.meta["grid"]) if "grid" in reply.meta else None
+        self.fixed_points = int(reply.meta["points"]) if "points" in reply.meta else None
         return self.fixed_grid
 
     def level_grid(self, shrink: int) -> Grid:
@@ -87,10 +91,13 @@ class FixedPartyProxy:
 
     def start_level(self, index: int, request: LevelRequest, sample_index: np.ndarray | None) -> dict:
         """Open a level; returns party2's per-level summary (public to party1)."""
-        grid = self.level_grid(request.shrink)
+        if self.fixed_points is not None:
+            grid, n_rows = None, self.fixed_points
+        else:
+            grid = self.level_grid(request.shrink)
+            n_rows = grid.n_voxels if sample_index is None else len(sample_index)
         arrays = {} if sample_index is None else {"samples": np.asarray(sample_index, dtype=np.int64)}
         self.channel.send("level", {"index": index, "request": request.to_meta()}, **arrays)
-        n_rows = grid.n_voxels if sample_index is None else len(sample_index)
         self._level = LevelContext(index, request, grid, sample_index, (n_rows, operand_columns(request)))
         self.engine.start_level(self.channel, self._level)
         ready = self.channel.recv("level_ready")
@@ -116,11 +123,12 @@ class FixedPartyProxy:
 
 
 class FixedParty:
-    """Party2: serves registrations of its fixed image; never sees the moving image."""
+    """Party2: serves registrations of its fixed image (or point set); never sees party1's."""
 
-    def __init__(self, fixed: Image, engines: dict, allowed_pets: tuple[str, ...] | None = None):
-        normalized, _, _ = normalize_intensity(fixed.array)
-        self.fixed = Image(array=normalized, grid=fixed.grid)
+    def __init__(self, fixed: Image | PointSet, engines: dict, allowed_pets: tuple[str, ...] | None = None):
+        if isinstance(fixed, Image):
+            fixed = Image(array=normalize_intensity(fixed.array)[0], grid=fixed.grid)
+        self.fixed = fixed
         self.engines = engines  # pet name → callable(hello meta) returning an EngineServer
         self.allowed_pets = allowed_pets
         self.busy_seconds = 0.0
@@ -163,22 +171,33 @@ class FixedParty:
             raise ProtocolError(f"party1 speaks protocol {hello.meta.get('protocol')}, party2 speaks {PROTOCOL}")
         if self.allowed_pets is not None and pet not in self.allowed_pets:
             raise InputError(f"party2 refuses --pet {pet}; it serves {', '.join(self.allowed_pets)}")
+        holds_points = isinstance(self.fixed, PointSet)
+        if (hello.meta.get("model") == POINTCLOUD_MODEL) != holds_points:
+            raise InputError("party2 serves a point set, use ppreg pointcloud" if holds_points
+                             else "party2 serves an image, not a point set")
+        what = "point set" if holds_points else "image"
         if int(hello.meta.get("dim", -1)) != self.fixed.dim:
-            raise InputError(f"the moving image is {hello.meta.get('dim')}D but party2's fixed image is {self.fixed.dim}D")
+            raise InputError(f"party1's data is {hello.meta.get('dim')}D but party2's fixed {what} is {self.fixed.dim}D")
         if pet not in self.engines:
             raise InputError(f"party2 has no engine {pet!r}")
         engine = self.engines[pet](hello.meta)
-        channel.send("hello", {"grid": self.fixed.grid.to_meta(), "protocol": PROTOCOL, "version": __version__})
+        shape = {"points": self.fixed.count} if holds_points else {"grid": self.fixed.grid.to_meta()}
+        channel.send("hello", {**shape, "protocol": PROTOCOL, "version": __version__})
         return engine
 
     def _start_level(self, channel: Channel, engine: EngineServer, message) -> None:
         request = LevelRequest.from_meta(message.meta["request"])
         samples = message.arrays.get("samples")
-        level_image = pyramid_level(self.fixed, request.shrink, request.sigma)
+        if isinstance(self.fixed, PointSet):
+            if request.metric != POINTS_METRIC or samples is not None:
+                raise ProtocolError("party2 holds a point set: only unsampled 'points' levels are possible")
+            fixed_level = self.fixed  # a point set has no pyramid
+        else:
+            fixed_level = pyramid_level(self.fixed, request.shrink, request.sigma)
         if samples is not None:
             samples = np.asarray(samples, dtype=np.int64)
-            if samples.ndim != 1 or samples.size == 0 or samples.min() < 0 or samples.max() >= level_image.grid.n_voxels:
+            if samples.ndim != 1 or samples.size == 0 or samples.min() < 0 or samples.max() >= fixed_level.grid.n_voxels:
                 raise ProtocolError("sample indices out of range for the level grid")
-        operand = build_fixed_operand(request, level_image, samples)
-        engine.start_level(channel, int(message.meta["index"]), operand, level_image)
+        operand = build_fixed_operand(request, fixed_level, samples)
+        engine.start_level(channel, int(message.meta["index"]), operand, fixed_level)
         channel.send("level_ready", {}, **operand.summary)
