@@ -51,3 +51,26 @@ def displacement_error_mm(
     """RMSE and max (mm) of ‖A(x) − B(x)‖ over ``points`` (N, d)."""
     difference = np.linalg.norm(mapping_a(points) - mapping_b(points), axis=1)
     return float(np.sqrt(np.mean(difference**2))), float(np.max(difference))
+
+
+def smooth_deformation(grid, max_displacement_mm: float, rng: np.random.Generator, mesh: int = 4):
+    """A random smooth B-spline deformation u (seeded) with max‖u‖ = ``max_displacement_mm``
+    over ``grid``. Returns (control grid, coefficients (P, d))."""
+    from ppreg.core.bspline import ControlGrid
+
+    control = ControlGrid.covering(grid, [mesh] * grid.dim)
+    coefficients = rng.normal(size=(control.n_points, grid.dim))
+    peak = np.max(np.linalg.norm(control.displacement(coefficients, grid.physical_points()), axis=1))
+    return control, coefficients * (max_displacement_mm / peak)
+
+
+def warp_with_deformation(image: Image, control, coefficients: np.ndarray, iterations: int = 30) -> Image:
+    """A moving image M with M(x + u(x)) = image(x): M(y) = image(T⁻¹(y)), the inverse found
+    by the fixed-point iteration x ← y − u(x) (converges for smooth, small u)."""
+    targets = image.grid.physical_points()
+    source = targets.copy()
+    for _ in range(iterations):
+        source = targets - control.displacement(coefficients, source)
+    low, high = float(image.array.min()), float(image.array.max())
+    values = np.clip(resample(image, source, order=3, default=low), low, high)
+    return Image(array=values.reshape(image.grid.shape), grid=image.grid)

@@ -106,6 +106,39 @@ class DenseOperand(FixedOperand):
         return self.dense
 
 
+@dataclass
+class SparseOperand(FixedOperand):
+    """G with a public sparsity pattern: row x has ``values[x, s]`` in column ``columns[x, s]``.
+
+    The pattern (e.g. which B-spline control points touch a voxel) is public, so only the
+    values are private: engines mask and multiply N·s values instead of N·q.
+    """
+
+    columns: np.ndarray  # (N, s) int64
+    values: np.ndarray  # (N, s) float64
+    n_columns: int
+    summary: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.values), self.n_columns
+
+    def as_sparse(self):
+        from scipy import sparse
+
+        rows = np.repeat(np.arange(len(self.values)), self.values.shape[1])
+        return sparse.csr_matrix((self.values.ravel(), (rows, self.columns.ravel())), shape=self.shape)
+
+    def dense_matrix(self) -> np.ndarray:
+        return self.as_sparse().toarray()
+
+    def left_product(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray((self.as_sparse().T @ features).T)
+
+    def max_abs(self) -> float:
+        return float(np.max(np.abs(self.values))) if self.values.size else 0.0
+
+
 def sample_points(grid: Grid, sample_index: np.ndarray | None) -> np.ndarray:
     """Physical points (N, d) of the sampled voxels of ``grid``."""
     return grid.physical_points(sample_index)

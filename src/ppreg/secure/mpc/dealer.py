@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from ppreg.errors import ProtocolError
-from ppreg.secure.mpc.engine import u_label, unpack_selection, v_label, z_label
+from ppreg.io.images import Grid
+from ppreg.secure.mpc.engine import LevelOperand, u_label, unpack_selection, v_label, z_label
 from ppreg.secure.mpc.prg import MaskStream, new_seed
-from ppreg.secure.mpc.ring import ring_sub, ring_transpose_matmul_narrow
+from ppreg.secure.mpc.ring import ring_sub
+from ppreg.similarity.base import LevelRequest
+from ppreg.similarity.operands import operand_columns, operand_pattern
 from ppreg.transport.channel import Channel
 
 MAX_DEALER_ELEMENTS = 2**31  # refuse absurd shapes from a misbehaving peer
@@ -24,7 +27,8 @@ class Dealer:
 
     def __init__(self) -> None:
         self.seeds = {"party1": new_seed(), "party2": new_seed()}
-        self._v_cache: tuple[tuple[int, int, int], np.ndarray] | None = None  # Vᵀ of the current level
+        self._level: int | None = None
+        self._level_masks: LevelOperand | None = None  # V of the current level
 
     def greet(self, channel: Channel, expected_role: str) -> str:
         """Receive a party's hello, check its role, send its seed; returns the session id."""
@@ -42,6 +46,9 @@ class Dealer:
             message = channel.recv()
             if message.kind == "bye":
                 return served
+            if message.kind == "level":
+                self._start_level(message)
+                continue
             if message.kind != "triple":
                 raise ProtocolError(f"the dealer got an unexpected {message.kind!r} message")
             channel.send("triple", {"counter": message.meta["counter"]}, share=self._party1_share(message))
@@ -52,18 +59,28 @@ class Dealer:
         n, m, q = (int(message.meta[key]) for key in ("n", "m", "q"))
         if min(n, m, q) < 1 or max(n * m, n * q) > MAX_DEALER_ELEMENTS:
             raise ProtocolError(f"the dealer refuses a product of shape ({n}×{m})ᵀ·({n}×{q})")
+        if level != self._level or (n, q) != (self._level_masks.n_rows, self._level_masks.n_columns):
+            raise ProtocolError("the dealer got a product that does not match the current level")
         selection = unpack_selection(message.arrays["selection"], m, q)
         masks_party1 = MaskStream(self.seeds["party1"], u_label(level, counter)).uint64((n, m))
-        product = ring_transpose_matmul_narrow(masks_party1, self._level_masks(level, n, q))
+        product = self._level_masks.transpose_product(masks_party1)
         share_party2 = MaskStream(self.seeds["party2"], z_label(level, counter)).uint64((m, q))
         return ring_sub(product, share_party2)[selection]
 
-    def _level_masks(self, level: int, n: int, q: int) -> np.ndarray:
-        key = (level, n, q)
-        if self._v_cache is None or self._v_cache[0] != key:
-            masks = MaskStream(self.seeds["party2"], v_label(level)).uint64((n, q))
-            self._v_cache = (key, np.ascontiguousarray(masks.T))
-        return self._v_cache[1]
+    def _start_level(self, message) -> None:
+        """Expand party2's level masks V (shape from public geometry only)."""
+        request = LevelRequest.from_meta(message.meta["request"])
+        grid = Grid.from_meta(message.meta["grid"])
+        samples = message.arrays.get("samples")
+        n_rows = grid.n_voxels if samples is None else len(samples)
+        if n_rows > MAX_DEALER_ELEMENTS:
+            raise ProtocolError("the dealer refuses an oversized level")
+        columns = operand_pattern(request, grid, samples)
+        n_columns = operand_columns(request)
+        shape = (n_rows, n_columns) if columns is None else columns.shape
+        self._level = int(message.meta["index"])
+        masks = MaskStream(self.seeds["party2"], v_label(self._level)).uint64(shape)
+        self._level_masks = LevelOperand(masks, columns, n_columns)
 
 
 def run_dealer_session(first: Channel, second_factory) -> int:

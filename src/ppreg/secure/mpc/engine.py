@@ -26,7 +26,9 @@ from ppreg.secure.base import EngineClient, EngineServer, LevelContext
 from ppreg.secure.mpc.fixed import DEFAULT_FRAC_BITS, check_product_budget, decode_product, encode
 from ppreg.secure.mpc.prg import MaskStream
 from ppreg.secure.mpc.ring import RING_DTYPE, ring_add, ring_sub, ring_transpose_matmul_narrow
-from ppreg.similarity.base import FixedOperand
+from ppreg.secure.mpc.sparse import SparsePattern
+from ppreg.similarity.base import FixedOperand, SparseOperand
+from ppreg.similarity.operands import operand_pattern
 from ppreg.transport.channel import Channel, Message
 
 
@@ -65,24 +67,27 @@ class MPCClient(EngineClient):
     def __init__(self, dealer: Channel, session: str, frac_bits: int = DEFAULT_FRAC_BITS):
         self.dealer, self.frac_bits = dealer, frac_bits
         self.seed = dealer_hello(dealer, "party1", session)
-        self._masked_operand = None
+        self._operand = None
         self._level = None
         self._counter = 0
 
     def start_level(self, channel: Channel, level: LevelContext) -> None:
+        columns = operand_pattern(level.request, level.grid, level.sample_index)
+        samples = {} if level.sample_index is None else {"samples": np.asarray(level.sample_index, dtype=np.int64)}
+        self.dealer.send("level", {"index": level.index, "request": level.request.to_meta(),
+                                   "grid": level.grid.to_meta()}, **samples)
         message = channel.recv("mpc_level")
         masked = np.asarray(message.arrays["masked_operand"])
-        if masked.dtype != RING_DTYPE or masked.shape != level.operand_shape:
-            raise ProtocolError(f"party2 sent a masked operand {masked.dtype}{masked.shape}, "
-                                f"expected uint64{level.operand_shape}")
-        # Stored transposed: each product is then a few contiguous mat-vecs.
-        self._masked_operand_t = np.ascontiguousarray(masked.T)
+        expected = level.operand_shape if columns is None else columns.shape
+        if masked.dtype != RING_DTYPE or masked.shape != expected:
+            raise ProtocolError(f"party2 sent a masked operand {masked.dtype}{masked.shape}, expected uint64{expected}")
+        self._operand = LevelOperand(masked, columns, level.operand_shape[1])
         self._operand_bound = float(message.meta["operand_bound"])
         self._level, self._counter = level.index, 0
 
     def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
         n, m = features.shape
-        q = self._masked_operand_t.shape[0]
+        q = self._operand.n_columns
         check_product_budget(n, float(np.max(np.abs(features), initial=0.0)), self._operand_bound, self.frac_bits)
         counter, self._counter = self._counter, self._counter + 1
         mask = MaskStream(self.seed, u_label(self._level, counter)).uint64((n, m))
@@ -91,7 +96,7 @@ class MPCClient(EngineClient):
         channel.send("mpc_product", header, masked_features=ring_sub(encode(features, self.frac_bits), mask),
                      selection=selection_bytes)
         self.dealer.send("triple", {**header, "n": n, "m": m, "q": q}, selection=selection_bytes)
-        own_share = ring_transpose_matmul_narrow(mask, self._masked_operand_t)[selection]
+        own_share = self._operand.transpose_product(mask)[selection]
         dealer_share = self._receive_entries(self.dealer, "triple", int(selection.sum()))
         peer_share = self._receive_entries(channel, "mpc_share", int(selection.sum()))
         revealed = ring_add(ring_add(own_share, dealer_share), peer_share)
@@ -122,11 +127,13 @@ class MPCServer(EngineServer):
         self._operand = None
 
     def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
-        dense = operand.dense_matrix()
-        encoded = encode(dense, self.frac_bits)
-        self._operand_t = np.ascontiguousarray(encoded.T)
+        if isinstance(operand, SparseOperand):
+            encoded, columns = encode(operand.values, self.frac_bits), operand.columns
+        else:
+            encoded, columns = encode(operand.dense_matrix(), self.frac_bits), None
+        self._operand = LevelOperand(encoded, columns, operand.shape[1])
         self._level = level_index
-        mask = MaskStream(self.seed, v_label(level_index)).uint64(dense.shape)
+        mask = MaskStream(self.seed, v_label(level_index)).uint64(encoded.shape)
         channel.send("mpc_level", {"level": level_index, "operand_bound": power_of_two_bound(operand.max_abs())},
                      masked_operand=ring_sub(encoded, mask))
 
@@ -135,17 +142,36 @@ class MPCServer(EngineServer):
             raise ProtocolError(f"party2 expected an mpc_product message, got {message.kind!r}")
         level, counter = int(message.meta["level"]), int(message.meta["counter"])
         masked = np.asarray(message.arrays["masked_features"])
-        q, n = self._operand_t.shape
+        n, q = self._operand.n_rows, self._operand.n_columns
         if level != self._level or masked.dtype != RING_DTYPE or masked.ndim != 2 or masked.shape[0] != n:
             raise ProtocolError("party1's masked features do not match the level")
         m = masked.shape[1]
         selection = unpack_selection(message.arrays["selection"], m, q)
-        share = ring_transpose_matmul_narrow(masked, self._operand_t)
+        share = self._operand.transpose_product(masked)
         share = ring_add(share, MaskStream(self.seed, z_label(level, counter)).uint64((m, q)))
         channel.send("mpc_share", {"counter": counter}, share=share[selection])
 
     def close(self) -> None:
         self.dealer.close()
+
+
+class LevelOperand:
+    """A level-constant ring operand (G̃, G̃ − V or V), dense or with a public pattern,
+    stored in the layout that makes ``leftᵀ·operand`` fast."""
+
+    def __init__(self, values: np.ndarray, columns: np.ndarray | None, n_columns: int):
+        self.n_rows, self.n_columns = values.shape[0], n_columns
+        if columns is None:
+            self._pattern, self._values = None, np.ascontiguousarray(values.T)
+        else:
+            self._pattern = SparsePattern(columns, n_columns)
+            self._values = self._pattern.sort_values(values)
+
+    def transpose_product(self, left: np.ndarray) -> np.ndarray:
+        """leftᵀ·operand mod 2^64 for left (N, m) uint64 → (m, q)."""
+        if self._pattern is None:
+            return ring_transpose_matmul_narrow(left, self._values)
+        return self._pattern.transpose_product(left, self._values)
 
 
 def unpack_selection(packed: np.ndarray, m: int, q: int) -> np.ndarray:
