@@ -1,0 +1,257 @@
+"""fhe1 / fhe2 engines against the clear oracle, key hygiene, masking and bad input."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import tenseal as ts
+
+from ppreg.core.transforms import AffineModel
+from ppreg.errors import ConfigError, EngineUnavailableError, InputError, PeerError, ProtocolError
+from ppreg.secure.base import LevelContext
+from ppreg.secure.fhe import CKKSParameters, FHE1Client, FHE1Server, FHE2Client, FHE2Server
+from ppreg.secure.fhe.keys import KeyOwner, PublicKeys
+from ppreg.secure.fhe.layouts import InterleavedLayout
+from ppreg.secure.fhe.reveal import crt_centered, decrypted_coefficients, flood_noise, slot_class_sums
+from ppreg.similarity.base import DenseOperand, LevelRequest
+from ppreg.transport.channel import local_pair
+
+ENGINES = [(FHE1Client, FHE1Server), (FHE2Client, FHE2Server)]
+REL_TOLERANCE = 1e-4  # of max|R|; measured ≈ 3e-7 (docs/fhe.md)
+
+
+def make_operand(rng: np.random.Generator, rows: int, columns: int) -> np.ndarray:
+    """G like the SSD operand: steepest-descent columns up to ±50, then J in [0, 1]."""
+    dense = rng.uniform(-50.0, 50.0, (rows, columns))
+    dense[:, -1] = rng.uniform(0.0, 1.0, rows)
+    return dense
+
+
+def level_context(index: int, shape: tuple[int, int], metric: str = "ssd") -> LevelContext:
+    model = AffineModel(kind="affine", dim=2, center=np.zeros(2), scale=1.0)
+    request = LevelRequest(metric=metric, shrink=1, sigma=0.0, model=model)
+    return LevelContext(index, request, None, None, shape)
+
+
+def serve(server, channel, operands, errors) -> None:
+    """A minimal party2 loop: one operand per 'level', products until 'next' or 'bye'."""
+    try:
+        for index, operand in enumerate(operands):
+            channel.recv("level")
+            server.start_level(channel, index, DenseOperand(dense=operand), None)
+            channel.send("level_ready")
+            while (message := channel.recv()).kind not in ("next", "bye"):
+                server.serve_product(channel, message)
+    except Exception as error:  # noqa: BLE001 - reported to the test thread
+        errors.append(error)
+        channel.send_error(str(error))
+    finally:
+        server.close()
+
+
+class Session:
+    """Runs a server half in a thread and drives the client half level by level."""
+
+    def __init__(self, client, server, operands) -> None:
+        self.client, self.operands, self.errors = client, operands, []
+        self.party1, party2 = local_pair("party1", "party2", timeout=120)
+        self.thread = threading.Thread(target=serve, args=(server, party2, operands, self.errors), daemon=True)
+        self.thread.start()
+        self.level = -1
+
+    def next_level(self) -> None:
+        if self.level >= 0:
+            self.party1.send("next")
+        self.level += 1
+        self.party1.send("level")
+        self.client.start_level(self.party1, level_context(self.level, self.operands[self.level].shape))
+        self.party1.recv("level_ready")
+
+    def product(self, features: np.ndarray, selection: np.ndarray | None = None) -> np.ndarray:
+        columns = self.operands[self.level].shape[1]
+        selection = np.ones((1, columns), dtype=bool) if selection is None else selection
+        return self.client.product(self.party1, features[:, None], selection)
+
+    def close(self) -> None:
+        self.party1.send("bye")
+        self.thread.join(timeout=60)
+        self.client.close()
+        assert not self.errors, self.errors
+
+
+def relative_error(result: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.max(np.abs(result - reference)) / np.max(np.abs(reference)))
+
+
+@pytest.mark.parametrize(("client_type", "server_type"), ENGINES, ids=["fhe1", "fhe2"])
+def test_product_matches_clear_oracle_over_levels(client_type, server_type):
+    rng = np.random.default_rng(5)
+    operands = [make_operand(rng, 10007, 7), make_operand(rng, 3001, 7)]  # ragged chunks, odd q
+    session = Session(client_type(), server_type(), operands)
+    for operand in operands:
+        session.next_level()
+        for _ in range(2):
+            features = rng.uniform(0.0, 1.0, len(operand))
+            result = session.product(features)
+            assert result.shape == (1, 7)
+            assert relative_error(result, DenseOperand(dense=operand).left_product(features[:, None])) < REL_TOLERANCE
+    keys_bytes = session.party1.stats.bytes_received
+    session.close()
+    assert keys_bytes > 0
+
+
+@pytest.mark.parametrize("columns", [1, 3, 6])
+def test_fhe2_odd_and_small_column_counts_with_selection(columns):
+    rng = np.random.default_rng(columns)
+    operand = make_operand(rng, 5003, columns)
+    session = Session(FHE2Client(), FHE2Server(), [operand])
+    session.next_level()
+    selection = np.zeros((1, columns), dtype=bool)
+    selection[0, ::2] = True
+    features = rng.uniform(0.0, 1.0, len(operand))
+    result = session.product(features, selection)
+    reference = features @ operand
+    assert np.all(result[0, ~selection[0]] == 0.0)
+    assert np.max(np.abs(result[0, selection[0]] - reference[selection[0]])) < REL_TOLERANCE * np.max(np.abs(reference))
+    assert np.all(session.product(np.zeros(len(operand))) == pytest.approx(0.0, abs=1e-3))
+    session.close()
+
+
+def test_public_context_holds_no_secret_key():
+    owner = KeyOwner(CKKSParameters())
+    public = ts.context_from(owner.public_context())
+    assert not public.is_private() and not public.has_secret_key()
+    assert not public.has_relin_keys() and not public.has_galois_keys()
+    with pytest.raises(ValueError):
+        public.secret_key()
+    # a ciphertext of party2's cannot be decrypted with what party1 holds
+    private = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 60, 60])
+    foreign = ts.ckks_vector_from(public, ts.ckks_vector(owner._context, [1.0, 2.0], scale=2.0**40).serialize())
+    with pytest.raises(ValueError):
+        foreign.decrypt()
+    # party1 refuses a context that carries a secret key
+    with pytest.raises(ProtocolError, match="secret key"):
+        PublicKeys(CKKSParameters(), private.serialize(save_secret_key=True))
+    owner.close()
+
+
+def test_mismatched_context_and_corrupted_ciphertexts_are_protocol_errors():
+    owner = KeyOwner(CKKSParameters())
+    keys = PublicKeys(CKKSParameters(), owner.public_context())
+    with pytest.raises(ProtocolError, match="does not match"):
+        PublicKeys(CKKSParameters(poly_modulus_degree=16384), owner.public_context())
+    other = KeyOwner(CKKSParameters(coeff_mod_bit_sizes=(50, 50, 50)))
+    scale = 2.0**60
+    with pytest.raises(ProtocolError):
+        keys.load_ciphertext(other.encrypt(np.ones(8), scale), scale, "operand")
+    good = owner.encrypt(np.ones(8), scale)
+    with pytest.raises(ProtocolError):
+        keys.load_ciphertext(good[: len(good) // 2], scale, "operand")
+    corrupted = bytearray(good)
+    corrupted[20:40] = b"\xff" * 20
+    with pytest.raises(ProtocolError):
+        keys.load_ciphertext(bytes(corrupted), scale, "operand")
+    with pytest.raises(ProtocolError, match="scale"):
+        keys.load_ciphertext(good, 2.0**40, "operand")
+    for ring in (owner, keys, other):
+        ring.close()
+
+
+def test_server_rejects_a_corrupted_result_frame():
+    rng = np.random.default_rng(1)
+    operand = make_operand(rng, 700, 7)
+    party1, party2 = local_pair("party1", "party2", timeout=60)
+    server, client = FHE2Server(), FHE2Client()
+    server.start_level(party2, 0, DenseOperand(dense=operand), None)
+    client.start_level(party1, level_context(0, operand.shape))
+    party1.send("fhe_product", {}, ciphertext=np.frombuffer(b"\x5e\xa1" + bytes(300), dtype=np.uint8))
+    with pytest.raises(ProtocolError):
+        server.serve_product(party2, party2.recv())
+    party1.send("fhe_product", {}, ciphertext=np.zeros(4, dtype=np.int64))
+    with pytest.raises(ProtocolError):
+        server.serve_product(party2, party2.recv())
+    party2.send_error("party2 failed")
+    with pytest.raises(PeerError):
+        client.product(party1, rng.uniform(0, 1, (700, 1)), np.ones((1, 7), dtype=bool))
+    server.close()
+    client.close()
+
+
+class RecordingServer(FHE2Server):
+    """Keeps what party2 sees after decryption, before flooding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[np.ndarray] = []
+        self.words: list[np.ndarray] = []
+
+    def _decrypted_coefficients(self, ciphertext) -> np.ndarray:
+        self.words.append(self._keys.decrypt_words(ciphertext))
+        values = decrypted_coefficients(self._keys, ciphertext, self._layout.positions)
+        self.seen.append(values)
+        return values
+
+
+def test_party2_decrypts_only_masked_values():
+    rng = np.random.default_rng(2)
+    operand = make_operand(rng, 4099, 7)
+    server = RecordingServer()
+    session = Session(FHE2Client(), server, [operand])
+    session.next_level()
+    features = rng.uniform(0.0, 1.0, len(operand))
+    result = session.product(features)
+    session.product(features)
+    session.close()
+    layout = InterleavedLayout(len(operand), 7, 4096)
+    primes = server._keys.primes
+    as_seen = layout.decode(crt_centered(server.seen[0], primes), CKKSParameters().product_scale)
+    assert np.all(np.abs(as_seen - result[0]) > 1e3 * np.max(np.abs(result)))
+    assert not np.array_equal(server.seen[0], server.seen[1])  # a fresh mask each time
+    fractions = server.words[0].reshape(len(primes), -1) / np.asarray(primes, dtype=np.float64)[:, None]
+    assert abs(fractions.mean() - 0.5) < 0.01 and abs(fractions.std() - np.sqrt(1 / 12)) < 0.01
+
+
+def test_slot_class_sums_pin_seal_slot_order():
+    owner = KeyOwner(CKKSParameters())
+    keys = PublicKeys(CKKSParameters(), owner.public_context())
+    values = np.random.default_rng(3).uniform(-1.0, 1.0, 4096)
+    scale = 2.0**60
+    ciphertext = keys.load_ciphertext(owner.encrypt(values, scale), scale, "probe")
+    for period in (1, 2, 8, 64):
+        positions = np.arange(2 * period) * (4096 // period)
+        coefficients = crt_centered(decrypted_coefficients(owner, ciphertext, positions), owner.primes)
+        sums = slot_class_sums(coefficients, period, 8192, scale)
+        assert np.allclose(sums, values.reshape(-1, period).sum(axis=0), atol=1e-9)
+    owner.close()
+    keys.close()
+
+
+def test_flood_noise_is_gaussian_with_full_low_bits():
+    rng = np.random.default_rng(4)
+    sigma = 2.0**70
+    noise = np.array([float(n) for n in flood_noise(sigma, 4000, rng)])
+    assert abs(noise.std() / sigma - 1.0) < 0.05 and abs(noise.mean()) < 0.1 * sigma
+    low = [n % 1024 for n in flood_noise(sigma, 200, rng)]
+    assert len(set(low)) > 150
+
+
+def test_parameters_follow_the_he_standard():
+    assert CKKSParameters().total_bits == 180
+    with pytest.raises(ConfigError):
+        CKKSParameters(coeff_mod_bit_sizes=(60, 60, 60, 60))  # 240 > 218 bits at N = 8192
+    with pytest.raises(ConfigError):
+        CKKSParameters(poly_modulus_degree=4096)  # 180 > 109 bits
+    with pytest.raises(ProtocolError):
+        CKKSParameters.from_meta({"poly_modulus_degree": 8192})
+
+
+def test_unsupported_requests_are_refused():
+    client = FHE2Client()
+    party1, _ = local_pair("party1", "party2")
+    with pytest.raises(EngineUnavailableError):
+        client.start_level(party1, level_context(0, (10, 96), metric="mi"))
+    operand = np.full((5000, 7), 1e7)
+    with pytest.raises(InputError, match="too large"):
+        FHE1Server().start_level(party1, 0, DenseOperand(dense=operand), None)
