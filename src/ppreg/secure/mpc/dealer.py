@@ -70,9 +70,12 @@ class Dealer:
     def _start_level(self, message) -> None:
         """Expand party2's level masks V (shape from public geometry only)."""
         request = LevelRequest.from_meta(message.meta["request"])
-        grid = Grid.from_meta(message.meta["grid"])
+        grid = None if message.meta["grid"] is None else Grid.from_meta(message.meta["grid"])
         samples = message.arrays.get("samples")
-        n_rows = grid.n_voxels if samples is None else len(samples)
+        if grid is None:  # a point set: its size is the public geometry
+            n_rows = int(message.meta["rows"])
+        else:
+            n_rows = grid.n_voxels if samples is None else len(samples)
         if n_rows > MAX_DEALER_ELEMENTS:
             raise ProtocolError("the dealer refuses an oversized level")
         columns = operand_pattern(request, grid, samples)

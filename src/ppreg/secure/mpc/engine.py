@@ -74,8 +74,9 @@ class MPCClient(EngineClient):
     def start_level(self, channel: Channel, level: LevelContext) -> None:
         columns = operand_pattern(level.request, level.grid, level.sample_index)
         samples = {} if level.sample_index is None else {"samples": np.asarray(level.sample_index, dtype=np.int64)}
-        self.dealer.send("level", {"index": level.index, "request": level.request.to_meta(),
-                                   "grid": level.grid.to_meta()}, **samples)
+        grid = None if level.grid is None else level.grid.to_meta()  # None: a point set of ``rows`` points
+        self.dealer.send("level", {"index": level.index, "request": level.request.to_meta(), "grid": grid,
+                                   "rows": level.operand_shape[0]}, **samples)
         message = channel.recv("mpc_level")
         masked = np.asarray(message.arrays["masked_operand"])
         expected = level.operand_shape if columns is None else columns.shape
