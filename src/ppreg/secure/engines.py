@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from ppreg.errors import EngineUnavailableError
 from ppreg.secure.clear import ClearClient, ClearServer
+from ppreg.secure.fhe import FHE1Client, FHE1Server, FHE2Client, FHE2Server
 from ppreg.secure.mpc.engine import MPCClient, MPCServer
 
 PETS = ("clear", "mpc", "fhe1", "fhe2")
-AVAILABLE = {"clear": (ClearClient, ClearServer), "mpc": (MPCClient, MPCServer)}
+AVAILABLE = {
+    "clear": (ClearClient, ClearServer),
+    "mpc": (MPCClient, MPCServer),
+    "fhe1": (FHE1Client, FHE1Server),
+    "fhe2": (FHE2Client, FHE2Server),
+}
 WITH_DEALER = ("mpc",)
 
 
