@@ -19,6 +19,7 @@ from ppreg.io.transforms import linear_to_sitk, mapped_points, read_linear_trans
 from ppreg.registration.affine import AffineResult, AffineSettings, IterationCallback, register_affine
 from ppreg.secure.session import FixedPartyProxy, Traffic, traffic_between
 from ppreg.privacy import revealed_quantities
+from ppreg.qc import qc_picture, qc_report_entry, write_png
 
 
 @dataclass
@@ -166,8 +167,10 @@ def _difference(total: Traffic, part: Traffic) -> dict:
 def write_affine_outputs(
     outcome: AffineOutcome, moving: Image, moving_path, fixed_path, prefix: str,
     reference_transform: str | None = None, mask_path: str | None = None,
+    qc: bool = False, fixed: Image | None = None,
 ) -> dict:
-    """Warped image, .tfm and report under ``prefix``; all or nothing."""
+    """Warped image, .tfm, report and (with ``qc``) the QC picture under ``prefix``; all
+    or nothing. ``fixed`` is only for the QC picture: None where party1 does not hold it."""
     transform = outcome.sitk_transform()
     accuracy = None
     if reference_transform is not None:
@@ -180,9 +183,17 @@ def write_affine_outputs(
         "transform": Path(f"{prefix}transform.tfm"),
         "report": Path(f"{prefix}report.json"),
     }
+    if qc:
+        paths["qc"] = Path(f"{prefix}qc.png")
     outputs = {name: str(path) for name, path in paths.items()}
+    report = affine_report(outcome, moving, moving_path, fixed_path, accuracy, outputs)
+    picture = qc_picture(warped, fixed, outcome.result.levels, report["similarity"]["cost"]) if qc else None
+    if picture is not None:
+        report["qc"] = qc_report_entry(picture, paths["qc"])
     with OutputSet() as files:
         write_image(warped, files.temp_path(paths["warped"]))
         write_transform(transform, files.temp_path(paths["transform"]))
-        write_report(affine_report(outcome, moving, moving_path, fixed_path, accuracy, outputs), files.temp_path(paths["report"]))
+        if picture is not None:
+            write_png(picture.rgb, files.temp_path(paths["qc"]))
+        write_report(report, files.temp_path(paths["report"]))
     return outputs

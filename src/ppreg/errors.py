@@ -3,6 +3,7 @@
 Exit codes (documented in docs/cli.md):
   2  bad input or usage (missing/corrupt file, wrong dimension, NaN, bad config)
   3  peer, dealer or network failure (unreachable, died, wrong certificate, bad frame)
+  4  ppreg batch: some pairs failed (the others finished; see the summary)
   1  anything else
 """
 
@@ -35,3 +36,9 @@ class PeerError(PpregError):
 
 class ProtocolError(PeerError):
     """A frame was malformed, of the wrong version or of an unexpected type."""
+
+
+class BatchFailedError(PpregError):
+    """Some pairs of a batch failed; the others finished (each pair's error is in the summary)."""
+
+    exit_code = 4

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from ppreg import __version__
+from ppreg.cli.batch_cmd import PASS_THROUGH, batch
 from ppreg.cli.common import Metric, Pet, Sampling, TransformKind, IterationProgress, enum_value, handle_errors
+from ppreg.cli.report_cmd import report
 from ppreg.errors import InputError
 
 app = typer.Typer(
@@ -33,7 +35,7 @@ def main_options(
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     """Privacy-preserving image registration. Exit codes: 0 ok, 1 internal error,
-    2 bad input or usage, 3 peer/dealer/network failure."""
+    2 bad input or usage, 3 peer/dealer/network failure, 4 some pairs of a batch failed."""
 
 
 @app.command()
@@ -62,6 +64,8 @@ def affine(
     peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve) at HOST:PORT instead of FIXED.")] = None,
     dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
     certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
+    qc: Annotated[bool, typer.Option("--qc", help="Also write PREFIXqc.png: checkerboard, edge overlay and "
+                                                  "convergence plot (docs/cli.md).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Rigid or affine registration (SSD or MI) of MOVING onto FIXED (or onto party2's
@@ -75,7 +79,7 @@ def affine(
     )
     connection = Connection(peer=peer, dealer=dealer, certs=certs)
     outputs = run_affine_command(moving, fixed, output, config, overrides, initial_transform, reference_transform,
-                                 mask, quiet, connection)
+                                 mask, quiet, connection, qc)
     if not quiet:
         typer.echo(json.dumps(outputs, indent=2))
 
@@ -196,6 +200,10 @@ def dealer_command(
     from ppreg.cli.run import dealer_serve_command
 
     dealer_serve_command(listen, certs, sessions, quiet)
+
+
+app.command(context_settings=PASS_THROUGH)(handle_errors(batch))
+app.command()(handle_errors(report))
 
 
 def main() -> None:

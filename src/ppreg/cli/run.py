@@ -49,7 +49,8 @@ def load_pair(moving_path: Path, fixed_path: Path | None, connection: Connection
 
 
 def run_affine_command(moving_path: Path, fixed_path: Path | None, prefix: str, config_path, overrides: dict,
-                       initial_transform, reference_transform, mask, quiet: bool, connection: Connection) -> dict:
+                       initial_transform, reference_transform, mask, quiet: bool, connection: Connection,
+                       qc: bool = False) -> dict:
     config = load_config(AffineConfig, config_path, overrides)
     check_available(config.pet)
     moving, fixed = load_pair(moving_path, fixed_path, connection)
@@ -57,7 +58,8 @@ def run_affine_command(moving_path: Path, fixed_path: Path | None, prefix: str, 
     with IterationProgress(budget, quiet) as progress, connection.session(fixed, config.pet) as proxy:
         outcome = run_affine(moving, proxy, config, initial_transform, progress)
     fixed_label = fixed_path if fixed_path is not None else f"party2 at {connection.peer}"
-    return write_affine_outputs(outcome, moving, moving_path, fixed_label, prefix, reference_transform, mask)
+    return write_affine_outputs(outcome, moving, moving_path, fixed_label, prefix, reference_transform, mask,
+                                qc=qc, fixed=fixed)
 
 
 def _session_printer(role: str, quiet: bool):
