@@ -36,7 +36,7 @@ def main(output: str = "demo-output") -> int:
     write_transform(linear_to_sitk(*truth, rigid=False), truth_path)
     prefix = str(out / "mpc_")
     args = ["affine", str(moving_path), str(fixed_path), "--pet", "mpc", "-o", prefix,
-            "--reference-transform", str(truth_path), "--mask", str(data / "mni_mask_2mm.nii.gz"), "--quiet"]
+            "--reference-transform", str(truth_path), "--mask", str(data / "mni_mask_2mm.nii.gz"), "--qc", "--quiet"]
     print("ppreg " + " ".join(args), flush=True)
     code = app(args, standalone_mode=False)
     if code:
@@ -53,6 +53,8 @@ def main(output: str = "demo-output") -> int:
     for name, path in report["outputs"].items():
         print(f"  {name:10s} {path}")
     print(f"  {'moving':10s} {moving_path}\n  {'truth':10s} {truth_path}")
+    print(f"look at the QC picture (checkerboard, fixed edges on the warped moving image, cost per "
+          f"iteration): {report['outputs']['qc']}")
     return 0
 
 

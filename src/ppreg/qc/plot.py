@@ -81,9 +81,12 @@ def log_ticks(low: float, high: float) -> np.ndarray:
     """Tick values (data, not log10) between 10^low and 10^high: the decades, with
     2× and 5× added when fewer than three decades fall inside."""
     decades = np.arange(np.floor(low), np.ceil(high) + 1)
-    multiples = (1.0,) if np.ceil(high) - np.floor(low) >= 3 else (1.0, 2.0, 5.0)
-    values = np.array([m * 10.0**d for d in decades for m in multiples])
-    return values[(np.log10(values) >= low) & (np.log10(values) <= high)]
+    for multiples in ((1.0,), (1.0, 2.0, 5.0)):
+        values = np.array([m * 10.0**d for d in decades for m in multiples])
+        values = values[(np.log10(values) >= low) & (np.log10(values) <= high)]
+        if len(values) >= 3:
+            break
+    return values
 
 
 def _tick_label(value: float, log: bool) -> str:
