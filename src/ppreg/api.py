@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ppreg.config import AffineConfig, config_as_dict
+from ppreg.config import AffineConfig, BSplineConfig, config_as_dict
 from ppreg.core.interpolation import resample
 from ppreg.errors import InputError
 from ppreg.io.images import Grid, Image, read_image, warped_output_path, write_image
@@ -17,14 +17,15 @@ from ppreg.io.outputs import OutputSet
 from ppreg.io.report import image_description, write_report
 from ppreg.io.transforms import linear_to_sitk, mapped_points, read_linear_transform, read_transform, write_transform
 from ppreg.registration.affine import AffineResult, AffineSettings, IterationCallback, register_affine
+from ppreg.registration.bspline import BSplineSettings, register_bspline
 from ppreg.secure.session import FixedPartyProxy, Traffic, traffic_between
-from ppreg.privacy import revealed_quantities
+from ppreg.privacy import bspline_revealed, revealed_quantities
 from ppreg.qc import qc_picture, qc_report_entry, write_png
 
 
 @dataclass
 class AffineOutcome:
-    """A finished affine registration as party1 sees it."""
+    """A finished image registration (affine or B-spline) as party1 sees it."""
 
     result: AffineResult
     config: AffineConfig
@@ -34,8 +35,7 @@ class AffineOutcome:
     party2_report: dict = field(default_factory=dict)
 
     def sitk_transform(self) -> sitk.Transform:
-        matrix, translation = self.result.matrix_translation()
-        return linear_to_sitk(matrix, translation, self.result.model.center, rigid=self.config.transform == "rigid")
+        return self.result.sitk_transform()
 
 
 def affine_settings(config: AffineConfig, moving: Image, initial_transform: str | None) -> AffineSettings:
@@ -55,6 +55,24 @@ def run_affine(
     settings = affine_settings(config, moving, initial_transform)
     started, before = time.perf_counter(), proxy.snapshot()
     result = register_affine(moving, proxy, settings, on_iteration)
+    party2 = proxy.close()
+    total = traffic_between(proxy.snapshot(), before)
+    return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2)
+
+
+def run_bspline(
+    moving: Image, proxy: FixedPartyProxy, config: BSplineConfig, initial_transform: str | None = None,
+    on_iteration: IterationCallback | None = None,
+) -> AffineOutcome:
+    """B-spline registration of ``moving`` against the fixed image behind ``proxy``."""
+    initial = None if initial_transform is None else read_linear_transform(initial_transform, moving.dim)
+    settings = BSplineSettings(
+        levels=config.schedule(), grid_spacing=config.grid_spacing, regularization=config.regularization,
+        sampling=config.sampling, sampling_fraction=config.sampling_fraction, seed=config.seed,
+        convergence=config.convergence, initial=initial,
+    )
+    started, before = time.perf_counter(), proxy.snapshot()
+    result = register_bspline(moving, proxy, settings, on_iteration)
     party2 = proxy.close()
     total = traffic_between(proxy.snapshot(), before)
     return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2)
@@ -94,18 +112,16 @@ def read_mask(path: str | Path | None, reference: Grid) -> np.ndarray | None:
     return mask.array > 0
 
 
-def affine_report(
-    outcome: AffineOutcome, moving: Image, moving_path, fixed_path, accuracy: dict | None, outputs: dict
+def registration_report(
+    outcome: "AffineOutcome", model: str, moving: Image, moving_path, fixed_path, accuracy: dict | None,
+    outputs: dict, *, transform: dict, cost_name: str, privacy: dict,
 ) -> dict:
-    """The report of an affine run (schema in DESIGN.md §4 and docs/report.md)."""
+    """The report of an image registration run (schema 1, DESIGN.md §4 and docs/report.md)."""
     result, config = outcome.result, outcome.config
     iterations = [record for level in result.levels for record in level.iterations]
-    per_iteration = _mean_traffic([record.traffic for record in iterations])
     iteration_sum = _sum_traffic([record.traffic for record in iterations])
-    matrix, translation = result.matrix_translation()
-    cost_name = "mean squared difference" if config.metric == "ssd" else "negative mutual information"
     return {
-        "model": "affine",
+        "model": model,
         "config": config_as_dict(config),
         "inputs": {
             "moving": image_description(moving_path, moving.grid),
@@ -114,13 +130,7 @@ def affine_report(
         "levels": [level.as_dict() for level in result.levels],
         "iterations_total": len(iterations),
         "similarity": {"cost": cost_name, "initial": result.metric_initial, "final": result.metric_final},
-        "transform": {
-            "kind": config.transform,
-            "matrix": matrix,
-            "translation_mm": translation,
-            "center_mm": result.model.center,
-            "parameters": result.params,
-        },
+        "transform": transform,
         "time": {
             "wall_seconds": outcome.wall_seconds,
             "per_iteration_mean_seconds": float(np.mean([r.seconds for r in iterations])) if iterations else 0.0,
@@ -128,14 +138,44 @@ def affine_report(
         },
         "communication": {
             "unit": "bytes",
-            "per_iteration_mean": per_iteration,
+            "per_iteration_mean": _mean_traffic([record.traffic for record in iterations]),
             "setup": _difference(outcome.total_traffic, iteration_sum),
             "total": outcome.total_traffic.as_dict(),
         },
-        "privacy": revealed_quantities(config.metric, config.pet, config.sampling, result, config.bins),
+        "privacy": privacy,
         "accuracy": accuracy,
         "outputs": outputs,
     }
+
+
+def affine_report(
+    outcome: "AffineOutcome", moving: Image, moving_path, fixed_path, accuracy: dict | None, outputs: dict
+) -> dict:
+    """The report of an affine run."""
+    result, config = outcome.result, outcome.config
+    matrix, translation = result.matrix_translation()
+    transform = {"kind": config.transform, "matrix": matrix, "translation_mm": translation,
+                 "center_mm": result.model.center, "parameters": result.params}
+    cost_name = "mean squared difference" if config.metric == "ssd" else "negative mutual information"
+    privacy = revealed_quantities(config.metric, config.pet, config.sampling, result, config.bins)
+    return registration_report(outcome, "affine", moving, moving_path, fixed_path, accuracy, outputs,
+                               transform=transform, cost_name=cost_name, privacy=privacy)
+
+
+def bspline_report(
+    outcome: "AffineOutcome", moving: Image, moving_path, fixed_path, accuracy: dict | None, outputs: dict
+) -> dict:
+    """The report of a B-spline run."""
+    result, config = outcome.result, outcome.config
+    transform = {"kind": "bspline", "itk_class": "BSplineTransform (order 3)", "mesh_size": result.control.mesh_size,
+                 "grid_spacing_mm": result.control.spacing, "parameters": result.n_parameters,
+                 "initial_affine": None if result.initial.is_identity() else
+                 {"matrix": result.initial.matrix, "translation_mm": result.initial.translation,
+                  "center_mm": result.initial.center}}
+    privacy = bspline_revealed(config.pet, config.sampling, result)
+    return registration_report(outcome, "bspline", moving, moving_path, fixed_path, accuracy, outputs,
+                               transform=transform, cost_name="mean squared difference + λ·membrane energy",
+                               privacy=privacy)
 
 
 def _sum_traffic(items: list[Traffic]) -> Traffic:
@@ -164,8 +204,20 @@ def _difference(total: Traffic, part: Traffic) -> dict:
     }
 
 
-def write_affine_outputs(
-    outcome: AffineOutcome, moving: Image, moving_path, fixed_path, prefix: str,
+def write_affine_outputs(outcome: "AffineOutcome", *args, **options) -> dict:
+    """Warped image, .tfm, report (and QC picture) of an affine run; all or nothing.
+    Arguments as :func:`write_registration_outputs` after ``build_report``."""
+    return write_registration_outputs(outcome, affine_report, *args, **options)
+
+
+def write_bspline_outputs(outcome: "AffineOutcome", *args, **options) -> dict:
+    """Warped image, .tfm (BSpline, or composite with the initial affine), report; all or
+    nothing. Arguments as :func:`write_registration_outputs` after ``build_report``."""
+    return write_registration_outputs(outcome, bspline_report, *args, **options)
+
+
+def write_registration_outputs(
+    outcome: "AffineOutcome", build_report, moving: Image, moving_path, fixed_path, prefix: str,
     reference_transform: str | None = None, mask_path: str | None = None,
     qc: bool = False, fixed: Image | None = None,
 ) -> dict:
@@ -186,7 +238,7 @@ def write_affine_outputs(
     if qc:
         paths["qc"] = Path(f"{prefix}qc.png")
     outputs = {name: str(path) for name, path in paths.items()}
-    report = affine_report(outcome, moving, moving_path, fixed_path, accuracy, outputs)
+    report = build_report(outcome, moving, moving_path, fixed_path, accuracy, outputs)
     picture = qc_picture(warped, fixed, outcome.result.levels, report["similarity"]["cost"]) if qc else None
     if picture is not None:
         report["qc"] = qc_report_entry(picture, paths["qc"])

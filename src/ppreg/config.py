@@ -52,6 +52,43 @@ class AffineConfig:
         return self
 
 
+@dataclass(frozen=True)
+class BSplineConfig:
+    """Settings of ``ppreg bspline`` (configs/bspline.yaml mirrors these defaults).
+
+    ``grid_spacing`` is the control-point spacing in mm at the finest level; 0 means
+    5 voxels of the fixed image (the paper: a control point every 4–5 pixels).
+    """
+
+    pet: str = "clear"
+    sampling: str = "all"
+    sampling_fraction: float = 0.1
+    levels: str = "4x2x1"
+    smoothing: str = "2x1x0"
+    iterations: str = "50x30x20"
+    grid_spacing: float = 0.0
+    regularization: float = 1e-4
+    seed: int = 0
+    convergence: float = 0.001
+
+    def schedule(self) -> tuple[LevelSpec, ...]:
+        return tuple(build_schedule(self.levels, self.smoothing, self.iterations))
+
+    def validate(self) -> "BSplineConfig":
+        _choice("pet", self.pet, PETS)
+        _choice("sampling", self.sampling, MODES)
+        if not 0.0 < self.sampling_fraction <= 1.0:
+            raise ConfigError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
+        if self.grid_spacing < 0:
+            raise ConfigError(f"grid_spacing must be ≥ 0 mm (0 = 5 voxels), got {self.grid_spacing}")
+        if self.regularization < 0:
+            raise ConfigError(f"regularization must be ≥ 0, got {self.regularization}")
+        if self.convergence <= 0:
+            raise ConfigError(f"convergence must be positive, got {self.convergence}")
+        self.schedule()
+        return self
+
+
 def _choice(key: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")

@@ -67,3 +67,26 @@ def pointcloud_revealed(pet: str, dim: int, count: int) -> dict:
     }
     return {"threat_model": "semi-honest parties, non-colluding dealer", "revealed_to_party1": to_party1,
             "revealed_to_party2": to_party2}
+
+
+def bspline_revealed(pet: str, sampling: str, result) -> dict:
+    """Counts for a B-spline run: per evaluation Σ β_c·∇Ĩ_k·J (P·d values) and Σ I(W)·J;
+    per level ΣJ² over the samples."""
+    levels = result.levels
+    to_party1 = {
+        "per_evaluation": ["Σ β_c·∇Ĩ_k·J for every control point c and axis k", "Σ I(W)·J"],
+        "per_level": ["ΣJ² over the samples"],
+        "values_per_evaluation": [level.revealed_per_evaluation for level in levels],
+        "values_total": sum(level.revealed_per_evaluation * len(level.iterations) for level in levels) + len(levels),
+        "fixed_grid_geometry": True,
+    }
+    if pet == "clear":
+        to_party1["fixed_level_images"] = "the whole fixed image at every level (clear engine: no privacy)"
+    to_party2 = {
+        "engine_messages": SEEN_BY_PARTY2.get(pet, ""),
+        "sample_indices": sampling != "all",
+        "control_grid_geometry": True,
+    }
+    return {"threat_model": "semi-honest parties, non-colluding dealer", "revealed_to_party1": to_party1,
+            "revealed_to_party2": to_party2}
+

@@ -113,6 +113,51 @@ def pointcloud(
 
 @app.command()
 @handle_errors
+def bspline(
+    moving: Annotated[Path, typer.Argument(help="Moving image (party1's), NIfTI/PNG/MHA.")],
+    fixed: Annotated[Optional[Path], typer.Argument(help="Fixed image (party2's) for in-process runs; "
+                                                         "omit with --peer.")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="Output prefix, like ANTs -o.")] = "ppreg_",
+    grid_spacing: Annotated[Optional[float], typer.Option(help="Control-point spacing in mm at the finest "
+                                                               "level (default: 5 voxels).")] = None,
+    regularization: Annotated[Optional[float], typer.Option(help="Weight λ of the membrane energy.")] = None,
+    pet: Annotated[Optional[Pet], typer.Option(help="Privacy engine.")] = None,
+    sampling: Annotated[Optional[Sampling], typer.Option(help="Voxel sampling: all, urs, gms.")] = None,
+    sampling_fraction: Annotated[Optional[float], typer.Option(help="Share of voxels for urs/gms, (0, 1].")] = None,
+    levels: Annotated[Optional[str], typer.Option(help="Shrink factors, coarse to fine, e.g. 4x2x1.")] = None,
+    smoothing: Annotated[Optional[str], typer.Option(help="Gaussian sigmas in voxels, e.g. 2x1x0.")] = None,
+    iterations: Annotated[Optional[str], typer.Option(help="Iterations per level, e.g. 50x30x20.")] = None,
+    convergence: Annotated[Optional[float], typer.Option(help="Stop a level when updates move < this (voxels).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config; command-line options win.")] = None,
+    initial_transform: Annotated[Optional[Path], typer.Option(help="Initial linear ITK transform (e.g. from "
+                                                                    "ppreg affine); output is a composite.")] = None,
+    reference_transform: Annotated[Optional[Path], typer.Option(help="Known transform: report displacement "
+                                                                      "RMSE/max in mm.")] = None,
+    mask: Annotated[Optional[Path], typer.Option(help="Fixed-space mask for the reference accuracy.")] = None,
+    peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve) at HOST:PORT instead of FIXED.")] = None,
+    dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
+    certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
+    qc: Annotated[bool, typer.Option("--qc", help="Also write PREFIXqc.png.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+) -> None:
+    """Free-form deformation (cubic B-spline, SSD) of MOVING onto FIXED; writes an ITK
+    BSplineTransform (composite with --initial-transform)."""
+    from ppreg.cli.run import Connection, run_registration_command
+
+    overrides = dict(
+        pet=enum_value(pet), sampling=enum_value(sampling), sampling_fraction=sampling_fraction, levels=levels,
+        smoothing=smoothing, iterations=iterations, grid_spacing=grid_spacing, regularization=regularization,
+        convergence=convergence, seed=seed,
+    )
+    outputs = run_registration_command("bspline", moving, fixed, output, config, overrides, initial_transform,
+                                       reference_transform, mask, quiet, Connection(peer, dealer, certs), qc)
+    if not quiet:
+        typer.echo(json.dumps(outputs, indent=2))
+
+
+@app.command()
+@handle_errors
 def apply(
     transform: Annotated[Path, typer.Argument(help="ITK transform file (.tfm/.txt/.h5, displacement field).")],
     moving: Annotated[Path, typer.Argument(help="Image to resample.")],

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from ppreg.api import run_affine, write_affine_outputs
+from ppreg.api import run_affine, run_bspline, write_affine_outputs, write_bspline_outputs
 from ppreg.cli.common import IterationProgress
-from ppreg.config import AffineConfig, load_config
+from ppreg.config import AffineConfig, BSplineConfig, load_config
 from ppreg.errors import InputError
 from ppreg.io.images import read_image
 from ppreg.io.points import read_points
@@ -48,18 +48,31 @@ def load_pair(moving_path: Path, fixed_path: Path | None, connection: Connection
     return moving, read_image(fixed_path, expect_dim=moving.dim)
 
 
-def run_affine_command(moving_path: Path, fixed_path: Path | None, prefix: str, config_path, overrides: dict,
-                       initial_transform, reference_transform, mask, quiet: bool, connection: Connection,
-                       qc: bool = False) -> dict:
-    config = load_config(AffineConfig, config_path, overrides)
+# model → (config class, run function, output writer)
+IMAGE_MODELS = {
+    "affine": (AffineConfig, run_affine, write_affine_outputs),
+    "bspline": (BSplineConfig, run_bspline, write_bspline_outputs),
+}
+
+
+def run_registration_command(model: str, moving_path: Path, fixed_path: Path | None, prefix: str, config_path,
+                             overrides: dict, initial_transform, reference_transform, mask, quiet: bool,
+                             connection: Connection, qc: bool = False) -> dict:
+    """Load, connect, register with ``model``, write all outputs (or none)."""
+    config_class, run, write_outputs = IMAGE_MODELS[model]
+    config = load_config(config_class, config_path, overrides)
     check_available(config.pet)
     moving, fixed = load_pair(moving_path, fixed_path, connection)
     budget = sum(level.iterations for level in config.schedule())
     with IterationProgress(budget, quiet) as progress, connection.session(fixed, config.pet) as proxy:
-        outcome = run_affine(moving, proxy, config, initial_transform, progress)
+        outcome = run(moving, proxy, config, initial_transform, progress)
     fixed_label = fixed_path if fixed_path is not None else f"party2 at {connection.peer}"
-    return write_affine_outputs(outcome, moving, moving_path, fixed_label, prefix, reference_transform, mask,
-                                qc=qc, fixed=fixed)
+    return write_outputs(outcome, moving, moving_path, fixed_label, prefix, reference_transform, mask,
+                         qc=qc, fixed=fixed)
+
+
+def run_affine_command(*args, **kwargs) -> dict:
+    return run_registration_command("affine", *args, **kwargs)
 
 
 def _session_printer(role: str, quiet: bool):

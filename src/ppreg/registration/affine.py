@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import optimize
 
 from ppreg.core.interpolation import GradientImage
@@ -20,6 +21,7 @@ from ppreg.core.sampling import GMS, choose_samples
 from ppreg.core.transforms import AffineModel
 from ppreg.errors import ConfigError
 from ppreg.io.images import Image
+from ppreg.io.transforms import linear_to_sitk
 from ppreg.registration.history import IterationRecord, LevelRecord
 from ppreg.secure.session import FixedPartyProxy, traffic_between
 from ppreg.similarity.base import LevelRequest, normalize_intensity
@@ -57,6 +59,11 @@ class AffineResult:
 
     def matrix_translation(self) -> tuple[np.ndarray, np.ndarray]:
         return self.model.matrix_translation(self.params)
+
+    def sitk_transform(self) -> sitk.Transform:
+        """Euler2D/3D for rigid, AffineTransform otherwise, centred on the model centre."""
+        matrix, translation = self.matrix_translation()
+        return linear_to_sitk(matrix, translation, self.model.center, rigid=self.model.kind == "rigid")
 
     @property
     def metric_initial(self) -> float:

@@ -34,6 +34,7 @@ from ppreg.similarity.ssd_bspline import bspline_selection
 
 LM_INITIAL_DAMPING = 1e-3
 LM_MAX_DAMPING = 1e8
+DEFAULT_GRID_VOXELS = 5  # the paper: one control point every 4–5 pixels
 RELATIVE_DECREASE = 1e-4  # stop a level once an accepted step gains less than this share of the cost
 
 
@@ -109,7 +110,8 @@ def register_bspline(
     """Register ``moving`` (party1's) to party2's fixed image with a B-spline deformation."""
     fixed_grid = proxy.hello(moving.dim, "bspline")
     initial = LinearMap.identity(moving.dim) if settings.initial is None else LinearMap(*settings.initial)
-    control = ControlGrid.for_spacing(fixed_grid, settings.grid_spacing, len(settings.levels) - 1)
+    spacing = settings.grid_spacing if settings.grid_spacing > 0 else DEFAULT_GRID_VOXELS * float(fixed_grid.spacing.min())
+    control = ControlGrid.for_spacing(fixed_grid, spacing, len(settings.levels) - 1)
     result = BSplineResult(control, np.zeros((control.n_points, moving.dim)), initial)
     normalized = Image(array=normalize_intensity(moving.array)[0], grid=moving.grid)
     rng = np.random.default_rng(settings.seed)
@@ -153,7 +155,8 @@ class _BSplineLevel:
                                params={"control_grid": self.control.to_meta()})
         self.summary = self.proxy.start_level(self.index, request, sample_index)
         self.record = LevelRecord(self.index, self.spec.shrink, self.spec.sigma, len(self.points),
-                                  time.perf_counter() - started, traffic_between(self.proxy.snapshot(), before))
+                                  time.perf_counter() - started, traffic_between(self.proxy.snapshot(), before),
+                                  revealed_per_evaluation=self.control.n_points * self.dim + 1)
         self.regularizer = sparse.block_diag([self.control.regularizer()] * self.dim).tocsr()
         return self._levenberg_marquardt(self.result.coefficients)
 

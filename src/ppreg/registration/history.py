@@ -25,6 +25,7 @@ class LevelRecord:
     setup_seconds: float
     setup_traffic: Traffic
     iterations: list[IterationRecord] = field(default_factory=list)
+    revealed_per_evaluation: int = 0  # joint-term values party1 learns per evaluation
 
     def as_dict(self) -> dict:
         return {
