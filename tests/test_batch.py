@@ -120,3 +120,11 @@ def test_missing_manifest_exits_2(tmp_path):
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "none.csv"), "--model", "affine", "-o", str(tmp_path)])
     assert result.exit_code == 2
     assert "manifest not found" in result.stderr
+
+
+def test_a_manifest_column_the_model_cannot_use_is_refused(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("moving,fixed,reference\na.csv,b.csv,t.tfm\n")
+    result = CliRunner().invoke(app, ["batch", str(manifest), "--model", "pointcloud", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "ppreg pointcloud has no --reference-transform" in result.stderr

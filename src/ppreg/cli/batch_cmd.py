@@ -24,6 +24,8 @@ class Model(str, Enum):
     """Registration commands a batch can run (add a model here once its command exists)."""
 
     affine = "affine"
+    bspline = "bspline"
+    pointcloud = "pointcloud"
 
 
 def batch(
@@ -46,7 +48,7 @@ def batch(
 
     options = list(ctx.args)
     pairs = read_manifest(manifest)
-    check_options(ctx, model.value, options, any(pair.mask is not None for pair in pairs))
+    check_options(ctx, model.value, options, pairs)
     done = 0
 
     def show(result) -> None:
@@ -64,17 +66,23 @@ def batch(
         raise BatchFailedError(f"{counts['failed']} of {len(results)} pairs failed (see {summary})")
 
 
-def check_options(ctx: typer.Context, model: str, options: list[str], mask_column: bool) -> None:
+def check_options(ctx: typer.Context, model: str, options: list[str], pairs) -> None:
     """Refuse options the batch owns, then let ``ppreg MODEL`` parse the rest once, so a
     typo stops the batch before any pair runs (exit 2) instead of failing every pair."""
+    columns = {"--reference-transform": any(pair.reference is not None for pair in pairs),
+               "--mask": any(pair.mask is not None for pair in pairs)}
     for option in options:
         name = option.split("=", 1)[0]
         if name in RESERVED_OPTIONS:
             raise InputError(f"batch sets {name} itself (use -o OUTDIR and the manifest's reference column; "
                              "batch runs both parties in-process)")
-        if name == "--mask" and mask_column:
+        if name == "--mask" and columns["--mask"]:
             raise InputError("give --mask or a mask column in the manifest, not both")
     command = ctx.find_root().command.get_command(ctx, model)
+    known = {name for param in command.params for name in param.opts}
+    for option, used in columns.items():
+        if used and option not in known:
+            raise InputError(f"ppreg {model} has no {option}: remove that column from the manifest")
     try:
         command.make_context(model, ["MOVING", "FIXED", *options], parent=ctx.find_root())
     except ParseError as error:
