@@ -14,7 +14,14 @@ from ppreg.secure.base import LevelContext
 from ppreg.secure.fhe import CKKSParameters, FHE1Client, FHE1Server, FHE2Client, FHE2Server
 from ppreg.secure.fhe.keys import KeyOwner, PublicKeys
 from ppreg.secure.fhe.layouts import InterleavedLayout
-from ppreg.secure.fhe.reveal import crt_centered, decrypted_coefficients, flood_noise, slot_class_sums
+from ppreg.secure.fhe.reveal import (
+    ResultShare,
+    crt_centered,
+    flood_noise,
+    key_rows,
+    partial_decryption,
+    slot_class_sums,
+)
 from ppreg.similarity.base import DenseOperand, LevelRequest
 from ppreg.transport.channel import local_pair
 
@@ -166,10 +173,12 @@ def test_server_rejects_a_corrupted_result_frame():
     server, client = FHE2Server(), FHE2Client()
     server.start_level(party2, 0, DenseOperand(dense=operand), None)
     client.start_level(party1, level_context(0, operand.shape))
-    party1.send("fhe_product", {}, ciphertext=np.frombuffer(b"\x5e\xa1" + bytes(300), dtype=np.uint8))
-    with pytest.raises(ProtocolError):
-        server.serve_product(party2, party2.recv())
-    party1.send("fhe_product", {}, ciphertext=np.zeros(4, dtype=np.int64))
+    for bad in (np.zeros((2, 8192), dtype=np.int64), np.zeros((2, 100), dtype=np.uint64),
+                np.full((2, 8192), 2**63, dtype=np.uint64)):
+        party1.send("fhe_product", {}, c1=bad)
+        with pytest.raises(ProtocolError):
+            server.serve_product(party2, party2.recv())
+    party1.send("fhe_product", {})
     with pytest.raises(ProtocolError):
         server.serve_product(party2, party2.recv())
     party2.send_error("party2 failed")
@@ -180,21 +189,20 @@ def test_server_rejects_a_corrupted_result_frame():
 
 
 class RecordingServer(FHE2Server):
-    """Keeps what party2 sees after decryption, before flooding."""
+    """Keeps what party2 receives and computes, before flooding."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: list[np.ndarray] = []
-        self.words: list[np.ndarray] = []
+        self.received: list[np.ndarray] = []
+        self.shares: list[np.ndarray] = []
 
-    def _decrypted_coefficients(self, ciphertext) -> np.ndarray:
-        self.words.append(self._keys.decrypt_words(ciphertext))
-        values = decrypted_coefficients(self._keys, ciphertext, self._layout.positions)
-        self.seen.append(values)
-        return values
+    def _shares(self, c1: np.ndarray) -> np.ndarray:
+        self.received.append(c1.copy())
+        self.shares.append(super()._shares(c1))
+        return self.shares[-1]
 
 
-def test_party2_decrypts_only_masked_values():
+def test_party2_sees_nothing_but_pseudorandom_values():
     rng = np.random.default_rng(2)
     operand = make_operand(rng, 4099, 7)
     server = RecordingServer()
@@ -204,25 +212,27 @@ def test_party2_decrypts_only_masked_values():
     result = session.product(features)
     session.product(features)
     session.close()
-    layout = InterleavedLayout(len(operand), 7, 4096)
     primes = server._keys.primes
-    as_seen = layout.decode(crt_centered(server.seen[0], primes), CKKSParameters().product_scale)
+    layout = InterleavedLayout(len(operand), 7, 4096)
+    as_seen = layout.decode(crt_centered(server.shares[0], primes), CKKSParameters().product_scale)
     assert np.all(np.abs(as_seen - result[0]) > 1e3 * np.max(np.abs(result)))
-    assert not np.array_equal(server.seen[0], server.seen[1])  # a fresh mask each time
-    fractions = server.words[0].reshape(len(primes), -1) / np.asarray(primes, dtype=np.float64)[:, None]
+    assert not np.array_equal(server.received[0], server.received[1])  # re-randomised each time
+    fractions = server.received[0] / np.asarray(primes, dtype=np.float64)[:, None]
     assert abs(fractions.mean() - 0.5) < 0.01 and abs(fractions.std() - np.sqrt(1 / 12)) < 0.01
 
 
 def test_slot_class_sums_pin_seal_slot_order():
     owner = KeyOwner(CKKSParameters())
     keys = PublicKeys(CKKSParameters(), owner.public_context())
+    secret = owner.secret_coefficients()
     values = np.random.default_rng(3).uniform(-1.0, 1.0, 4096)
     scale = 2.0**60
-    ciphertext = keys.load_ciphertext(owner.encrypt(values, scale), scale, "probe")
     for period in (1, 2, 8, 64):
+        ciphertext = keys.load_ciphertext(owner.encrypt(values, scale), scale, "probe")
         positions = np.arange(2 * period) * (4096 // period)
-        coefficients = crt_centered(decrypted_coefficients(owner, ciphertext, positions), owner.primes)
-        sums = slot_class_sums(coefficients, period, 8192, scale)
+        c1, kept = ResultShare(keys).split(ciphertext, positions)
+        shares = partial_decryption(key_rows(secret, positions), c1, owner.primes)
+        sums = slot_class_sums(ResultShare(keys).combine(shares, kept), period, 8192, scale)
         assert np.allclose(sums, values.reshape(-1, period).sum(axis=0), atol=1e-9)
     owner.close()
     keys.close()

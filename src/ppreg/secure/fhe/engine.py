@@ -7,10 +7,10 @@
                                         ←  fhe_level {rows, columns, ciphertexts}
                                         ←  fhe_operand × B  (G encrypted once per level)
     per iteration:
-      [m] = Fᵀ·[G] (engine-specific), re-randomise, + uniform mask u
-      fhe_product  ciphertext           →
-                                        ←  fhe_reveal residues of m + u + flooding noise
-      R = decode(revealed − u)
+      [m] = (c0, c1) = Fᵀ·[G] (engine-specific), re-randomised
+      fhe_product  c1 (coefficients)     →
+                                        ←  fhe_reveal shares (c1·s)_t + η_t at the agreed t
+      R = decode(c0_t + shares)          (c0 never leaves party1)
 
 Subclasses give the layout and the homomorphic product; everything else is here.
 """
@@ -23,9 +23,17 @@ import tenseal.sealapi as sealapi
 from ppreg.errors import EngineUnavailableError, ProtocolError
 from ppreg.io.images import Image
 from ppreg.secure.base import EngineClient, EngineServer, LevelContext
-from ppreg.secure.fhe.keys import KeyOwner, PublicKeys, check_ciphertext
+from ppreg.secure.fhe.keys import KeyOwner, PublicKeys
 from ppreg.secure.fhe.params import CKKSParameters, check_magnitude, flood_std
-from ppreg.secure.fhe.reveal import ResultMasker, add_noise, decrypted_coefficients, flood_noise, secure_generator
+from ppreg.secure.fhe.reveal import (
+    ResultShare,
+    add_noise,
+    check_residues,
+    flood_noise,
+    key_rows,
+    partial_decryption,
+    secure_generator,
+)
 from ppreg.similarity.base import FixedOperand
 from ppreg.transport.channel import Channel, Message
 
@@ -44,7 +52,7 @@ def _blob_bytes(message: Message, name: str) -> bytes:
 
 
 class FHEServer(EngineServer):
-    """Party2's half: owns the keys, encrypts G once per level, decrypts masked results.
+    """Party2's half: owns the keys, encrypts G once per level, returns flooded decryption shares.
 
     Parameters
     ----------
@@ -58,6 +66,8 @@ class FHEServer(EngineServer):
     def __init__(self, parameters: CKKSParameters | None = None) -> None:
         self.parameters = parameters or CKKSParameters()
         self._keys: KeyOwner | None = None
+        self._secret: np.ndarray | None = None
+        self._rows: np.ndarray | None = None
         self._layout = None
         self._sigma = 0.0
         self._rng = secure_generator()
@@ -69,13 +79,14 @@ class FHEServer(EngineServer):
         dense = np.asarray(operand.dense_matrix(), dtype=np.float64)
         if self._keys is None:
             self._keys = KeyOwner(self.parameters, self.rotation_steps)
+            self._secret = self._keys.secret_coefficients()
             channel.send("fhe_keys", {"engine": self.name, "parameters": self.parameters.to_meta()},
                          context=_as_blob(self._keys.public_context()), galois=_as_blob(self._keys.galois_keys()))
         layout = self.layout(*dense.shape)
         self._sigma = flood_std(self.parameters, layout.summed_products, layout.n_ciphertexts, layout.amplification)
         largest = layout.largest_coefficient(dense, self.parameters.product_scale, self.parameters.feature_bound)
         check_magnitude(self.parameters, self._keys.modulus, largest, self._sigma)
-        self._layout = layout
+        self._layout, self._rows = layout, key_rows(self._secret, layout.positions)
         channel.send("fhe_level", {"level": level_index, "rows": layout.rows, "columns": layout.columns,
                                    "ciphertexts": layout.n_ciphertexts})
         self._send_operand(channel, layout.operand_slots(dense))
@@ -98,18 +109,15 @@ class FHEServer(EngineServer):
     def serve_product(self, channel: Channel, message: Message) -> None:
         if message.kind != "fhe_product" or self._layout is None:
             raise ProtocolError(f"unexpected {message.kind!r} message for the {self.name} engine")
-        ciphertext = self._keys.io.load_ciphertext(_blob_bytes(message, "ciphertext"), "party1's result ciphertext")
-        check_ciphertext(ciphertext, self._keys.data_parms_id, self.parameters.product_scale, "party1's result ciphertext")
-        channel.send("fhe_reveal", {}, residues=self._reveal(ciphertext))
+        keys = self._keys
+        c1 = message.arrays.get("c1")
+        check_residues(c1, (len(keys.primes), keys.degree), keys.primes, 0, "party1's result polynomial")
+        shares = self._shares(c1)
+        channel.send("fhe_reveal", {}, shares=add_noise(shares, flood_noise(self._sigma, len(shares), self._rng), keys.primes))
 
-    def _reveal(self, ciphertext) -> np.ndarray:
-        """Residues of the agreed coefficients of the decryption, flooded."""
-        values = self._decrypted_coefficients(ciphertext)
-        return add_noise(values, flood_noise(self._sigma, len(values), self._rng), self._keys.primes)
-
-    def _decrypted_coefficients(self, ciphertext) -> np.ndarray:
-        """Residues (n_pos, L) of the masked decryption at the agreed positions, before flooding."""
-        return decrypted_coefficients(self._keys, ciphertext, self._layout.positions)
+    def _shares(self, c1: np.ndarray) -> np.ndarray:
+        """(c1·s)_t at the agreed positions, before flooding; shape (n_pos, L)."""
+        return partial_decryption(self._rows, c1, self._keys.primes)
 
     def close(self) -> None:
         if self._keys is not None:
@@ -124,7 +132,7 @@ class FHEClient(EngineClient):
     def __init__(self) -> None:
         self.parameters: CKKSParameters | None = None
         self._keys: PublicKeys | None = None
-        self._masker: ResultMasker | None = None
+        self._share: ResultShare | None = None
         self._layout = None
         self._operand: list = []
         self._level_index = -1
@@ -140,8 +148,9 @@ class FHEClient(EngineClient):
         """Per-level precomputation after the operand arrived (optional)."""
 
     def start_level(self, channel: Channel, level: LevelContext) -> None:
-        if level.request.metric != "ssd":
-            raise EngineUnavailableError(f"--pet {self.name} supports --metric ssd only, not {level.request.metric!r}")
+        if level.request.metric not in ("ssd", "points"):
+            raise EngineUnavailableError(f"--pet {self.name} supports --metric ssd and point sets only, "
+                                         f"not {level.request.metric!r}")
         if self._keys is None:
             self._receive_keys(channel.recv("fhe_keys"))
         meta = channel.recv("fhe_level").meta
@@ -160,7 +169,7 @@ class FHEClient(EngineClient):
         galois = message.arrays.get("galois")
         self._keys = PublicKeys(self.parameters, _blob_bytes(message, "context"),
                                 galois.tobytes() if galois is not None else b"")
-        self._masker = ResultMasker(self._keys)
+        self._share = ResultShare(self._keys)
 
     def _receive_operand(self, channel: Channel, expected: int) -> list:
         scale = 2.0**self.parameters.operand_scale_bits
@@ -176,16 +185,18 @@ class FHEClient(EngineClient):
         return ciphertexts
 
     def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
+        if np.ndim(features) == 2 and features.shape[1] > 1:  # one masked round per feature column
+            return np.vstack([self.product(channel, features[:, [j]], selection[[j]]) for j in range(features.shape[1])])
         features, columns = self._check_request(features, selection)
         result = self.encrypted_product(features, columns)
         if result is None:  # every feature was zero: the product is an encryption of zero
             result = sealapi.Ciphertext()
             self._keys.encryptor.encrypt_zero(self._keys.data_parms_id, result)
             result.scale = self.parameters.product_scale
-        blob, mask = self._masker.seal(result, self._layout.positions)
-        channel.send("fhe_product", {"level": self._level_index}, ciphertext=_as_blob(blob))
+        c1, kept = self._share.split(result, self._layout.positions)
+        channel.send("fhe_product", {"level": self._level_index}, c1=c1)
         reply = channel.recv("fhe_reveal")
-        coefficients = self._masker.open(reply.arrays.get("residues", np.zeros(0)), mask)
+        coefficients = self._share.combine(reply.arrays.get("shares"), kept)
         values = self._layout.decode(coefficients, self.parameters.product_scale)
         return np.where(selection, values[None, :], 0.0)
 

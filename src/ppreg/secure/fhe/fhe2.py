@@ -3,11 +3,11 @@
 party2 flattens G row by row (q padded to a power of two P) and encrypts it once per
 level; party1 replicates each feature P times, multiplies ciphertext by plaintext slot
 by slot and adds the products up — no DotProduct, no rotation, no key switching. The
-reduction over slots that the paper's Sum does with rotations is done by party2 during
-decryption, where it costs nothing: the sums of slots k ≡ j (mod P) are a 2P-point DFT
+reduction over slots that the paper's Sum does with rotations is done at decryption,
+where it costs nothing: the sums of slots k ≡ j (mod P) are a 2P-point DFT
 of 2P coefficients of the decryption (see :func:`~ppreg.secure.fhe.reveal.slot_class_sums`).
-So the work is shared: party1 does N·P/S plaintext products per iteration, party2 one
-decryption and the reduction.
+So the work is shared: party1 does N·P/S plaintext products per iteration, party2 the
+decryption shares of the 2P coefficients that carry the reduction.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from ppreg.secure.fhe.engine import FHEClient, FHEServer
 from ppreg.secure.fhe.layouts import InterleavedLayout, next_power_of_two
 
 
+MAX_PERIOD = 256  # party2 keeps 2P rows of the secret key (2P × N int64) per level
+
+
 def interleaved_layout(rows: int, columns: int, slots: int) -> InterleavedLayout:
-    if next_power_of_two(columns) > slots:
-        raise EngineUnavailableError(f"fhe2 packs at most {slots} operand columns per ciphertext, got {columns}")
+    if next_power_of_two(columns) > min(MAX_PERIOD, slots):
+        raise EngineUnavailableError(f"fhe2 packs at most {min(MAX_PERIOD, slots)} operand columns, got {columns}")
     return InterleavedLayout(rows, columns, slots)
 
 

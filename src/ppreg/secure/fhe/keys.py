@@ -1,10 +1,11 @@
 """CKKS keys: party2 owns the secret key; party1 gets a public context only.
 
-:class:`KeyOwner` (party2) makes the TenSEAL context, encrypts its operand and
-decrypts masked results. :class:`PublicKeys` (party1) is built from the bytes party2
-sends — a TenSEAL context serialised *without* its secret (and relinearisation) key,
-plus, for fhe1 only, the Galois keys of the rotations it needs — and refuses a context
-that holds a secret key or does not match the announced parameters.
+:class:`KeyOwner` (party2) makes the TenSEAL context, encrypts its operand and holds
+the secret key (also in coefficient form, for its decryption shares). :class:`PublicKeys`
+(party1) is built from the bytes party2 sends — a TenSEAL context serialised *without*
+its secret (and relinearisation) key, plus, for fhe1 only, the Galois keys of the
+rotations it needs — and refuses a context that holds a secret key or does not match
+the announced parameters.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tenseal.sealapi as sealapi
 
 from ppreg.errors import ProtocolError
 from ppreg.secure.fhe.params import CKKSParameters
-from ppreg.secure.fhe.sealbytes import SEAL_ERRORS, SealIO, plaintext_words
+from ppreg.secure.fhe.sealbytes import SEAL_ERRORS, SealIO, ciphertext_range, plaintext_words
 
 SLOT_GENERATOR = 3  # SEAL maps slot k to the root ζ^(3^k mod 2N); a test pins this
 
@@ -69,7 +70,6 @@ class KeyOwner(_Ring):
         self._attach(self._context.seal_context().data)
         secret = self._context.secret_key().data
         self._encryptor = sealapi.Encryptor(self.seal_context, secret)
-        self._decryptor = sealapi.Decryptor(self.seal_context, secret)
         self._galois_blob = b""
         if rotation_steps:
             generator = sealapi.KeyGenerator(self.seal_context, secret)
@@ -90,14 +90,21 @@ class KeyOwner(_Ring):
         """Symmetric (seeded, half-size) encryption of one slot vector, serialised."""
         return self.io.dumps(self._encryptor.encrypt_symmetric(self.encode(values, scale)))
 
-    def decrypt_words(self, ciphertext) -> np.ndarray:
-        """The decrypted plaintext's NTT words, shape (L·N,)."""
-        plain = sealapi.Plaintext()
-        try:
-            self._decryptor.decrypt(ciphertext, plain)
-        except SEAL_ERRORS as error:
-            raise ProtocolError(f"cannot decrypt party1's ciphertext: {error}") from None
-        return plaintext_words(plain)
+    def secret_coefficients(self) -> np.ndarray:
+        """The secret key s as coefficients in {−1, 0, 1}, shape (N,), int64.
+
+        SEAL keeps s in NTT form; its residues for the data-level primes go through an
+        inverse NTT (as the first polynomial of a carrier ciphertext).
+        """
+        n_primes, degree = len(self.primes), self.degree
+        words = plaintext_words(self._context.secret_key().data.data())[: n_primes * degree].reshape(n_primes, degree)
+        carrier = self.io.build_ciphertext(np.stack([words, np.ones_like(words)]), self.data_parms_id, True, 1.0)
+        self.evaluator.transform_from_ntt_inplace(carrier)
+        residues = ciphertext_range(carrier, 0, n_primes * degree).reshape(n_primes, degree).astype(object)
+        signed = np.array([[int(r) - p if r > p // 2 else int(r) for r in row] for row, p in zip(residues, self.primes)])
+        if np.any(np.abs(signed) > 1) or np.any(signed != signed[0]):
+            raise RuntimeError("the secret key is not ternary; ppreg expects SEAL's default key distribution")
+        return signed[0].astype(np.int64)
 
 
 class PublicKeys(_Ring):

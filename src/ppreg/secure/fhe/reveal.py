@@ -1,18 +1,19 @@
 """Returning an encrypted result to party1 without leaking to either party.
 
-party1 holds a ciphertext [m] whose decryption m (a polynomial in Z_Q[X]/(X^N+1)) carries
-the result in a few known coefficients. It
+party1 holds [m] = (c0, c1) with c0 + c1·s = m + e (mod Q), where the result sits in a
+few known coefficients of m. It
 
-1. adds a fresh public-key encryption of zero, so the ciphertext no longer depends on
-   how it was computed from party2's ciphertexts and party1's features;
-2. adds a polynomial u drawn uniformly from Z_Q[X]/(X^N+1) (a plaintext-domain mask),
-   so the whole decryption m + e + u is uniform: party2 learns nothing about m (hence
-   about F) nor about the error e, which depends on F;
+1. adds a fresh public-key encryption of zero, so c1 is a fresh RLWE sample that no
+   longer depends on how [m] was computed from party2's ciphertexts and party1's F;
+2. keeps c0 and sends only c1. Withholding c0 is the same as masking it with a uniform
+   one-time pad in the plaintext ring: party2's whole view is one pseudorandom
+   polynomial, so it learns nothing about m (hence about F) nor about the error e.
 
-party2 decrypts, reads only the agreed coefficients, adds integer Gaussian noise of std
-σ ("noise flooding", σ = 2^κ × the bound on e) and returns them; party1 subtracts u and
-keeps m + e + noise. Without the flooding, these exact values would be linear equations
-in party2's secret key (Li & Micciancio, Eurocrypt 2021). docs/fhe.md gives the bounds.
+party2 computes d_t = (c1·s)_t for the agreed coefficients t only, adds integer Gaussian
+noise of std σ ("noise flooding", σ = 2^κ × the bound on e) and returns them; party1
+forms c0_t + d_t + η_t = m_t + e_t + η_t. Without the flooding, each d_t would be an
+exact linear equation in the secret key s (Li & Micciancio, Eurocrypt 2021).
+docs/fhe.md gives the bounds.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import numpy as np
 import tenseal.sealapi as sealapi
 
 from ppreg.errors import ProtocolError
-from ppreg.secure.fhe.keys import SLOT_GENERATOR, KeyOwner, PublicKeys
-from ppreg.secure.fhe.sealbytes import SEAL_ERRORS, ciphertext_words
+from ppreg.secure.fhe.keys import SLOT_GENERATOR, PublicKeys
+from ppreg.secure.fhe.sealbytes import ciphertext_range, ciphertext_words
 
 NOISE_FINE_BITS = 40  # flooding noise keeps full integer resolution below this many bits
+LIMB_BITS = 30  # c1 words are split in two limbs so ternary dot products fit in int64
 
 
 def secure_generator() -> np.random.Generator:
-    """A generator seeded from the OS CSPRNG, for masks and noise (never for reproducibility)."""
+    """A generator seeded from the OS CSPRNG, for noise (never for reproducibility)."""
     return np.random.Generator(np.random.Philox(secrets.randbits(128)))
 
 
@@ -40,73 +42,76 @@ def coefficient_indices(positions: np.ndarray, n_primes: int, degree: int) -> np
     return (np.arange(n_primes)[:, None] * degree + np.asarray(positions)[None, :]).ravel()
 
 
-def _coefficients_of(ring, polys_c0: np.ndarray, parms_id, scale: float, positions: np.ndarray) -> np.ndarray:
-    """Coefficient-domain residues at ``positions`` of an NTT-form polynomial, shape (n_pos, L).
-
-    SEAL converts only ciphertexts out of NTT form, and refuses ones whose second
-    polynomial is zero, so the polynomial rides as c0 next to the constant 1.
-    """
-    n_primes, degree = polys_c0.shape
-    carrier = ring.io.build_ciphertext(np.stack([polys_c0, np.ones_like(polys_c0)]), parms_id, True, scale)
-    ring.evaluator.transform_from_ntt_inplace(carrier)
-    words = ciphertext_words(carrier, coefficient_indices(positions, n_primes, degree))
-    return words.reshape(n_primes, len(positions)).T
-
-
-class ResultMasker:
-    """Party1's side: re-randomise and mask a result, later unmask the revealed coefficients."""
+class ResultShare:
+    """Party1's side: re-randomise a result, send c1, keep c0 at the agreed coefficients."""
 
     def __init__(self, keys: PublicKeys) -> None:
         self.keys = keys
-        self._rng = secure_generator()
 
-    def seal(self, result, positions: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """Re-randomise and mask ``result`` in place.
+    def split(self, result, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Re-randomise ``result`` (modified in place) and split it.
 
         Parameters
         ----------
         result : Ciphertext
-            At the data level; modified in place.
+            At the data level, NTT form.
         positions : ndarray of int, shape (n_pos,)
             Coefficients party2 will reveal.
 
         Returns
         -------
-        blob : bytes
-            The masked ciphertext, serialised.
-        mask : ndarray of uint64, shape (n_pos, L)
-            Residues of the mask u at ``positions``; needed by :meth:`open`.
+        c1 : ndarray of uint64, shape (L, N)
+            The second polynomial in coefficient form, residue by residue: to send.
+        kept : ndarray of uint64, shape (n_pos, L)
+            Residues of c0 at ``positions``: to keep.
         """
-        keys, parms_id, scale = self.keys, result.parms_id(), result.scale
+        keys = self.keys
         zero = sealapi.Ciphertext()
-        keys.encryptor.encrypt_zero(parms_id, zero)
-        zero.scale = scale
+        keys.encryptor.encrypt_zero(result.parms_id(), zero)
+        zero.scale = result.scale
         keys.evaluator.add_inplace(result, zero)
-        # uniform in the NTT domain is uniform in the coefficient domain (a bijection mod each prime)
-        mask_ntt = np.stack([self._rng.integers(0, prime, size=keys.degree, dtype=np.uint64) for prime in keys.primes])
-        masker = keys.io.build_ciphertext(np.stack([mask_ntt, np.zeros_like(mask_ntt)]), parms_id, True, scale)
-        keys.evaluator.add_inplace(result, masker)
-        return keys.io.dumps(result), _coefficients_of(keys, mask_ntt, parms_id, scale, positions)
+        keys.evaluator.transform_from_ntt_inplace(result)
+        n_primes, degree = len(keys.primes), keys.degree
+        kept = ciphertext_words(result, coefficient_indices(positions, n_primes, degree))
+        c1 = ciphertext_range(result, n_primes * degree, 2 * n_primes * degree)
+        return c1.reshape(n_primes, degree), kept.reshape(n_primes, len(positions)).T
 
-    def open(self, residues: np.ndarray, mask: np.ndarray) -> list[int]:
-        """Revealed residues minus the mask, as centred integers in (−Q/2, Q/2]."""
-        residues = np.asarray(residues)
-        if residues.shape != mask.shape or residues.dtype != np.uint64:
-            raise ProtocolError(f"party2 revealed residues of shape {residues.shape}, expected {mask.shape} uint64")
+    def combine(self, shares: np.ndarray, kept: np.ndarray) -> list[int]:
+        """c0_t + party2's share, as centred integers in (−Q/2, Q/2]."""
         primes = self.keys.primes
-        if np.any(residues >= np.asarray(primes, dtype=np.uint64)[None, :]):
-            raise ProtocolError("party2 revealed residues outside their moduli")
-        unmasked = [[(int(r) - int(u)) % p for r, u, p in zip(row, mask_row, primes)] for row, mask_row in zip(residues, mask)]
-        return crt_centered(unmasked, primes)
+        check_residues(shares, kept.shape, primes, 1, "party2's decryption shares")
+        return crt_centered([[(int(a) + int(b)) % p for a, b, p in zip(x, y, primes)] for x, y in zip(kept, shares)], primes)
 
 
-def decrypted_coefficients(keys: KeyOwner, ciphertext, positions: np.ndarray) -> np.ndarray:
-    """Party2's side: residues (n_pos, L) of the decryption at ``positions`` (still masked)."""
-    words = keys.decrypt_words(ciphertext).reshape(len(keys.primes), keys.degree)
-    try:
-        return _coefficients_of(keys, words, ciphertext.parms_id(), ciphertext.scale, positions)
-    except SEAL_ERRORS as error:
-        raise ProtocolError(f"cannot read party1's decrypted result: {error}") from None
+def check_residues(values, shape: tuple[int, ...], primes, prime_axis: int, what: str) -> None:
+    """Refuse an array that is not uint64 of ``shape`` holding residues below ``primes`` along ``prime_axis``."""
+    values = np.asarray(values)
+    if values.shape != tuple(shape) or values.dtype != np.uint64:
+        raise ProtocolError(f"{what} have shape {values.shape} and type {values.dtype}, expected {tuple(shape)} uint64")
+    bounds = np.asarray(primes, dtype=np.uint64).reshape([-1 if axis == prime_axis else 1 for axis in range(len(shape))])
+    if np.any(values >= bounds):
+        raise ProtocolError(f"{what} hold values outside their moduli")
+
+
+def key_rows(secret: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Rows r_t with (a·s)_t = ⟨r_t, a⟩ in Z[X]/(X^N+1); shape (n_pos, N), entries in {−1, 0, 1}."""
+    degree = len(secret)
+    index = np.arange(degree)
+    rows = np.empty((len(positions), degree), dtype=np.int64)
+    for row, t in zip(rows, positions):
+        row[:] = secret[(t - index) % degree] * np.where(index <= t, 1, -1)
+    return rows
+
+
+def partial_decryption(rows: np.ndarray, c1: np.ndarray, primes) -> np.ndarray:
+    """Party2's share d_t = (c1·s)_t mod each prime, shape (n_pos, L), uint64."""
+    low_mask = (1 << LIMB_BITS) - 1
+    shares = np.empty((len(rows), len(primes)), dtype=np.uint64)
+    for column, (words, prime) in enumerate(zip(c1, primes)):
+        high = rows @ (words >> np.uint64(LIMB_BITS)).astype(np.int64)
+        low = rows @ (words & np.uint64(low_mask)).astype(np.int64)
+        shares[:, column] = [((int(h) << LIMB_BITS) + int(lo)) % int(prime) for h, lo in zip(high, low)]
+    return shares
 
 
 def add_noise(residues: np.ndarray, noise: list[int], primes) -> np.ndarray:

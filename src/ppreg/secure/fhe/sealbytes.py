@@ -129,8 +129,13 @@ def plaintext_words(plain) -> np.ndarray:
     return np.fromiter(map(plain.__getitem__, range(n)), dtype=np.uint64, count=n)
 
 
+def ciphertext_range(ciphertext, start: int, stop: int) -> np.ndarray:
+    """Words ``start:stop`` of a ciphertext's data (index = (poly·L + prime)·N + coefficient)."""
+    return np.fromiter(map(ciphertext.__getitem__, range(start, stop)), dtype=np.uint64, count=stop - start)
+
+
 def ciphertext_words(ciphertext, indices: np.ndarray) -> np.ndarray:
-    """Selected 64-bit words of a ciphertext's data (index = (poly·L + prime)·N + coefficient)."""
+    """Selected words of a ciphertext's data (see :func:`ciphertext_range`)."""
     return np.fromiter((ciphertext[int(i)] for i in indices), dtype=np.uint64, count=len(indices))
 
 
