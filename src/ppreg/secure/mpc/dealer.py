@@ -20,6 +20,7 @@ from ppreg.similarity.operands import operand_columns, operand_pattern
 from ppreg.transport.channel import Channel
 
 MAX_DEALER_ELEMENTS = 2**31  # refuse absurd shapes from a misbehaving peer
+MAX_BATCH = 64
 
 
 class Dealer:
@@ -49,13 +50,18 @@ class Dealer:
             if message.kind == "level":
                 self._start_level(message)
                 continue
-            if message.kind != "triple":
+            if message.kind != "triples":
                 raise ProtocolError(f"the dealer got an unexpected {message.kind!r} message")
-            channel.send("triple", {"counter": message.meta["counter"]}, share=self._party1_share(message))
-            served += 1
+            count = int(message.meta["count"])
+            if not 1 <= count <= MAX_BATCH:
+                raise ProtocolError(f"the dealer refuses a batch of {count} products")
+            first = int(message.meta["counter"])
+            shares = np.stack([self._party1_share(message, first + k) for k in range(count)])
+            channel.send("triples", {"counter": first, "count": count}, share=shares)
+            served += count
 
-    def _party1_share(self, message) -> np.ndarray:
-        level, counter = int(message.meta["level"]), int(message.meta["counter"])
+    def _party1_share(self, message, counter: int) -> np.ndarray:
+        level = int(message.meta["level"])
         n, m, q = (int(message.meta[key]) for key in ("n", "m", "q"))
         if min(n, m, q) < 1 or max(n * m, n * q) > MAX_DEALER_ELEMENTS:
             raise ProtocolError(f"the dealer refuses a product of shape ({n}×{m})ᵀ·({n}×{q})")
