@@ -7,21 +7,26 @@ import threading
 import numpy as np
 import pytest
 import tenseal as ts
+import tenseal.sealapi as sealapi
 
 from ppreg.core.transforms import AffineModel
 from ppreg.errors import ConfigError, EngineUnavailableError, InputError, PeerError, ProtocolError
 from ppreg.secure.base import LevelContext
 from ppreg.secure.fhe import CKKSParameters, FHE1Client, FHE1Server, FHE2Client, FHE2Server
+from ppreg.secure.fhe.fhe1 import rotation_steps
 from ppreg.secure.fhe.keys import KeyOwner, PublicKeys
 from ppreg.secure.fhe.layouts import InterleavedLayout
+from ppreg.secure.fhe.params import OTHER_ERROR_BOUND
 from ppreg.secure.fhe.reveal import (
     ResultShare,
+    coefficient_indices,
     crt_centered,
     flood_noise,
     key_rows,
     partial_decryption,
     slot_class_sums,
 )
+from ppreg.secure.fhe.sealbytes import ciphertext_range, ciphertext_words
 from ppreg.similarity.base import DenseOperand, LevelRequest
 from ppreg.transport.channel import local_pair
 
@@ -265,3 +270,32 @@ def test_unsupported_requests_are_refused():
     operand = np.full((5000, 7), 1e7)
     with pytest.raises(InputError, match="too large"):
         FHE1Server().start_level(party1, 0, DenseOperand(dense=operand), None)
+
+
+def test_error_terms_stay_within_the_flooding_bound():
+    """The non-dominant error terms σ covers: encryption of zero and fhe1's rotate-and-add."""
+    parameters = CKKSParameters()
+    owner = KeyOwner(parameters, rotation_steps(4096))
+    keys = PublicKeys(parameters, owner.public_context(), owner.galois_keys())
+    positions = np.arange(0, 8192, 97)
+    rows = key_rows(owner.secret_coefficients(), positions)
+
+    def largest_error(ciphertext) -> float:
+        keys.evaluator.transform_from_ntt_inplace(ciphertext)
+        degree = keys.degree
+        kept = ciphertext_words(ciphertext, coefficient_indices(positions, 2, degree)).reshape(2, -1).T
+        c1 = ciphertext_range(ciphertext, 2 * degree, 4 * degree).reshape(2, degree)
+        return max(abs(v) for v in ResultShare(keys).combine(partial_decryption(rows, c1, keys.primes), kept))
+
+    zero = sealapi.Ciphertext()
+    keys.encryptor.encrypt_zero(keys.data_parms_id, zero)
+    assert largest_error(zero) < 2**10
+    scale = 2.0**parameters.operand_scale_bits
+    total = keys.load_ciphertext(owner.encrypt(np.zeros(4096), scale), scale, "zero")
+    for step in rotation_steps(4096):
+        rotated = sealapi.Ciphertext()
+        keys.evaluator.rotate_vector(total, step, keys.galois, rotated)
+        keys.evaluator.add_inplace(total, rotated)
+    assert largest_error(total) < OTHER_ERROR_BOUND
+    owner.close()
+    keys.close()

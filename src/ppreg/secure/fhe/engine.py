@@ -125,7 +125,7 @@ class FHEServer(EngineServer):
 
 
 class FHEClient(EngineClient):
-    """Party1's half: receives [G], computes [Fᵀ·G], masks it, unmasks the revealed values."""
+    """Party1's half: receives [G], computes [Fᵀ·G], sends its re-randomised c1, adds c0 to party2's shares."""
 
     name = "fhe"
 

@@ -21,8 +21,10 @@ HE_STANDARD_MAX_BITS_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438
 FRESH_ERROR_STD = 3.2  # SEAL's encryption error std (the HE standard's value)
 ERROR_TAIL = 8.0  # error bound = ERROR_TAIL · std: a Gaussian exceeds it with prob. < 1e-15
 # Bound on every error term other than party2's encryption error times F, per summed
-# ciphertext (party1's re-randomising encryption of zero, key-switching in fhe1). Measured
-# terms are below 2^16; 2^24 leaves room.
+# ciphertext and before amplification (party1's re-randomising encryption of zero,
+# key switching in fhe1). Measured: the encryption of zero ≤ 2^6, a whole fhe1
+# rotate-and-add of a fresh ciphertext ≤ 2^19 even after amplification
+# (tests/test_fhe_engines.py::test_error_terms_stay_within_the_flooding_bound).
 OTHER_ERROR_BOUND = 2.0**24
 MAGNITUDE_MARGIN = 4.0  # revealed coefficients must stay below Q / (2·margin)
 
