@@ -27,7 +27,7 @@ from ppreg.secure.fhe.reveal import (
     slot_class_sums,
 )
 from ppreg.secure.fhe.sealbytes import ciphertext_range, ciphertext_words
-from ppreg.similarity.base import DenseOperand, LevelRequest
+from ppreg.similarity.base import DenseOperand, LevelRequest, SparseOperand
 from ppreg.transport.channel import local_pair
 
 ENGINES = [(FHE1Client, FHE1Server), (FHE2Client, FHE2Server)]
@@ -128,6 +128,8 @@ def test_fhe2_odd_and_small_column_counts_with_selection(columns):
     assert np.all(result[0, ~selection[0]] == 0.0)
     assert np.max(np.abs(result[0, selection[0]] - reference[selection[0]])) < REL_TOLERANCE * np.max(np.abs(reference))
     assert np.all(session.product(np.zeros(len(operand))) == pytest.approx(0.0, abs=1e-3))
+    with pytest.raises(ValueError, match="within"):
+        session.product(np.full(len(operand), 1.5))  # beyond the bound the flooding assumes
     session.close()
 
 
@@ -180,12 +182,14 @@ def test_server_rejects_a_corrupted_result_frame():
     client.start_level(party1, level_context(0, operand.shape))
     for bad in (np.zeros((2, 8192), dtype=np.int64), np.zeros((2, 100), dtype=np.uint64),
                 np.full((2, 8192), 2**63, dtype=np.uint64)):
-        party1.send("fhe_product", {}, c1=bad)
+        party1.send("fhe_product", {"level": 0}, c1=bad)
         with pytest.raises(ProtocolError):
             server.serve_product(party2, party2.recv())
-    party1.send("fhe_product", {})
-    with pytest.raises(ProtocolError):
-        server.serve_product(party2, party2.recv())
+    party1.send("fhe_product", {"level": 0})  # no c1 at all
+    party1.send("fhe_product", {"level": 3}, c1=np.zeros((2, 8192), dtype=np.uint64))  # another level
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            server.serve_product(party2, party2.recv())
     party2.send_error("party2 failed")
     with pytest.raises(PeerError):
         client.product(party1, rng.uniform(0, 1, (700, 1)), np.ones((1, 7), dtype=bool))
@@ -267,6 +271,9 @@ def test_unsupported_requests_are_refused():
     party1, _ = local_pair("party1", "party2")
     with pytest.raises(EngineUnavailableError):
         client.start_level(party1, level_context(0, (10, 96), metric="mi"))
+    sparse = SparseOperand(columns=np.zeros((10, 4), dtype=np.int64), values=np.ones((10, 4)), n_columns=50)
+    with pytest.raises(EngineUnavailableError):
+        FHE2Server().start_level(party1, 0, sparse, None)
     operand = np.full((5000, 7), 1e7)
     with pytest.raises(InputError, match="too large"):
         FHE1Server().start_level(party1, 0, DenseOperand(dense=operand), None)

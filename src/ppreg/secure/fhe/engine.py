@@ -34,7 +34,7 @@ from ppreg.secure.fhe.reveal import (
     partial_decryption,
     secure_generator,
 )
-from ppreg.similarity.base import FixedOperand
+from ppreg.similarity.base import DenseOperand, FixedOperand
 from ppreg.transport.channel import Channel, Message
 
 BATCH_BYTES = 32 * 2**20  # operand ciphertexts per message, so no frame grows unbounded
@@ -69,6 +69,7 @@ class FHEServer(EngineServer):
         self._secret: np.ndarray | None = None
         self._rows: np.ndarray | None = None
         self._layout = None
+        self._level_index = -1
         self._sigma = 0.0
         self._rng = secure_generator()
 
@@ -76,6 +77,8 @@ class FHEServer(EngineServer):
         raise NotImplementedError
 
     def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
+        if not isinstance(operand, DenseOperand):  # MI and B-spline operands: refuse before densifying
+            raise EngineUnavailableError(f"--pet {self.name} serves the dense SSD operand only, not {type(operand).__name__}")
         dense = np.asarray(operand.dense_matrix(), dtype=np.float64)
         if self._keys is None:
             self._keys = KeyOwner(self.parameters, self.rotation_steps)
@@ -86,7 +89,7 @@ class FHEServer(EngineServer):
         self._sigma = flood_std(self.parameters, layout.summed_products, layout.n_ciphertexts, layout.amplification)
         largest = layout.largest_coefficient(dense, self.parameters.product_scale, self.parameters.feature_bound)
         check_magnitude(self.parameters, self._keys.modulus, largest, self._sigma)
-        self._layout, self._rows = layout, key_rows(self._secret, layout.positions)
+        self._layout, self._rows, self._level_index = layout, key_rows(self._secret, layout.positions), level_index
         channel.send("fhe_level", {"level": level_index, "rows": layout.rows, "columns": layout.columns,
                                    "ciphertexts": layout.n_ciphertexts})
         self._send_operand(channel, layout.operand_slots(dense))
@@ -109,6 +112,8 @@ class FHEServer(EngineServer):
     def serve_product(self, channel: Channel, message: Message) -> None:
         if message.kind != "fhe_product" or self._layout is None:
             raise ProtocolError(f"unexpected {message.kind!r} message for the {self.name} engine")
+        if message.meta.get("level") != self._level_index:
+            raise ProtocolError(f"party1 asks for level {message.meta.get('level')}, party2 serves {self._level_index}")
         keys = self._keys
         c1 = message.arrays.get("c1")
         check_residues(c1, (len(keys.primes), keys.degree), keys.primes, 0, "party1's result polynomial")
@@ -207,7 +212,8 @@ class FHEClient(EngineClient):
         if features.shape[0] != self._layout.rows:
             raise ValueError(f"features have {features.shape[0]} rows, the level has {self._layout.rows}")
         bound = self.parameters.feature_bound
-        if not np.all(np.isfinite(features)) or np.max(np.abs(features), initial=0.0) > bound:
+        # a relative 1e-6 over the bound (float rounding) changes the flooding margin negligibly
+        if not np.all(np.isfinite(features)) or np.max(np.abs(features), initial=0.0) > bound * (1.0 + 1e-6):
             raise ValueError(f"features must be finite and within ±{bound:g} (the bound agreed for noise flooding)")
         columns = np.asarray(selection, dtype=bool).reshape(-1)
         if columns.size != self._layout.columns:
