@@ -127,7 +127,7 @@ def test_fhe2_odd_and_small_column_counts_with_selection(columns):
     reference = features @ operand
     assert np.all(result[0, ~selection[0]] == 0.0)
     assert np.max(np.abs(result[0, selection[0]] - reference[selection[0]])) < REL_TOLERANCE * np.max(np.abs(reference))
-    assert np.all(session.product(np.zeros(len(operand))) == pytest.approx(0.0, abs=1e-3))
+    assert np.max(np.abs(session.product(np.zeros(len(operand))))) < 1e-2  # flooding std ≈ 5e-4
     with pytest.raises(ValueError, match="within"):
         session.product(np.full(len(operand), 1.5))  # beyond the bound the flooding assumes
     session.close()
