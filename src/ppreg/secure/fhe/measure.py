@@ -1,7 +1,7 @@
 """Per-iteration cost and accuracy of fhe1 and fhe2; docs/fhe.md quotes its output.
 
 ``python -m ppreg.secure.fhe.measure --rows 6554 65536 --flood-bits 1 16 24 32 40``
-times one level of products on a synthetic SSD-shaped operand (G: N × 7, steepest
+times one level of products on a synthetic SSD-shaped operand (G: n × 7, steepest
 descent columns in ±50 and J in [0, 1]; F uniform in [0, 1]). Both halves run in
 threads of one process over a counted in-process channel; times are each party's own
 CPU time (thread time), so waiting for the peer is not counted.
@@ -57,7 +57,7 @@ class Measurement:
 
 
 HEADER = (
-    "| engine | N rows | party1 s/iter | party2 s/iter | party1 MB/iter | party2 MB/iter | key MB (once) "
+    "| engine | rows n | party1 s/iter | party2 s/iter | party1 MB/iter | party2 MB/iter | key MB (once) "
     "| operand MB/level | max rel. error |\n|---|---|---|---|---|---|---|---|---|"
 )
 
