@@ -62,14 +62,36 @@ class MIOperand(FixedOperand):
         dense[np.arange(n), :, self.bins] = self.coords
         return dense.reshape(n, blocks * self.n_bins)
 
-    def left_product(self, features: np.ndarray) -> np.ndarray:
+    def left_product(self, features) -> np.ndarray:
+        if isinstance(features, ParzenFeatures):
+            return self._parzen_product(features)
         n = len(self.bins)
         onehot = sparse.csr_matrix((np.ones(n), (np.arange(n), self.bins)), shape=(n, self.n_bins))
         blocks = [(onehot.T @ (features * self.coords[:, [j]])).T for j in range(self.coords.shape[1])]
         return np.hstack(blocks)
 
+    def _parzen_product(self, features: "ParzenFeatures") -> np.ndarray:
+        """Fᵀ·G from the factored F: one histogram (bincount) per window offset, gradient
+        axis and coordinate — O(N·4·(d+1)²) instead of O(N·B²·(d+1)²)."""
+        bins, dim = self.n_bins, self.coords.shape[1] - 1
+        result = np.zeros((bins * (dim + 1), bins * (dim + 1)))
+        for offset in range(WINDOW):
+            cell = (features.first_bin + offset) * bins + self.bins
+            for j in range(dim + 1):
+                columns = slice(j * bins, (j + 1) * bins)
+                weight = self.coords[:, j]
+                result[:bins, columns] += _histogram(cell, features.weights[:, offset] * weight, bins)
+                for k in range(dim):
+                    values = features.derivative_weights[:, offset] * features.scaled_gradient[:, k] * weight
+                    result[bins + k: bins * (dim + 1): dim, columns] += _histogram(cell, values, bins)
+        return result
+
     def max_abs(self) -> float:
         return float(np.max(np.abs(self.coords))) if self.coords.size else 0.0
+
+
+def _histogram(cell: np.ndarray, weights: np.ndarray, bins: int) -> np.ndarray:
+    return np.bincount(cell, weights=weights, minlength=bins * bins).reshape(bins, bins)
 
 
 def mi_fixed_operand(fixed_level: Image, model: AffineModel, sample_index: np.ndarray | None, n_bins: int) -> MIOperand:
@@ -96,18 +118,56 @@ class ParzenScale:
         return (np.clip(values, self.low, self.low + self.span) - self.low) * self.slope + PARZEN_PADDING
 
 
+@dataclass
+class ParzenFeatures:
+    """Party1's MI features F (N × B·(d+1)) in factored form.
+
+    The cubic window touches 4 consecutive bins per sample, so F is stored as the first
+    bin, the 4 window weights ψ, the 4 derivative weights and the scaled gradient. The
+    clear engine multiplies this form directly (``MIOperand.left_product``); secure
+    engines mask the dense matrix (``np.asarray``), since the non-zero pattern would
+    reveal each sample's intensity bin.
+    """
+
+    first_bin: np.ndarray  # (N,) int64
+    weights: np.ndarray  # (N, 4): ψ(r − η) for r = first_bin + o
+    derivative_weights: np.ndarray  # (N, 4): −β³'(r − η)·slope
+    scaled_gradient: np.ndarray  # (N, d): s·∇I(W(x))
+    n_bins: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.first_bin), self.n_bins * (self.scaled_gradient.shape[1] + 1)
+
+    def __len__(self) -> int:
+        return len(self.first_bin)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        n, d = self.scaled_gradient.shape
+        weights = np.zeros((n, self.n_bins))
+        derivative = np.zeros((n, self.n_bins))
+        rows = np.arange(n)
+        for offset in range(WINDOW):
+            weights[rows, self.first_bin + offset] = self.weights[:, offset]
+            derivative[rows, self.first_bin + offset] = self.derivative_weights[:, offset]
+        dense = np.hstack([weights, (derivative[:, :, None] * self.scaled_gradient[:, None, :]).reshape(n, -1)])
+        return dense if dtype is None else dense.astype(dtype)
+
+
+WINDOW = 4  # bins touched by the cubic B-spline window
+
+
 def mi_features(
     warped: np.ndarray, gradient: np.ndarray, inside: np.ndarray, scale: ParzenScale, model_scale: float
-) -> np.ndarray:
-    """Party1's features F, shape (N, B·(d+1)); rows of samples outside the moving image are 0."""
-    bins = np.arange(scale.n_bins)
-    offset = bins[None, :] - scale.position(warped)[:, None]  # r − η, (N, B)
+) -> ParzenFeatures:
+    """Party1's features; rows of samples outside the moving image are 0."""
+    position = scale.position(warped)
+    first_bin = np.clip(np.floor(position).astype(np.int64) - 1, 0, scale.n_bins - WINDOW)
+    offset = (first_bin[:, None] + np.arange(WINDOW)[None, :]) - position[:, None]  # r − η
     weights = cubic_bspline(offset) * inside[:, None]
     # dψ(r − η)/dθ = −β³'(r − η)·slope·∇I·∂W/∂θ; ∂W/∂θ_aff(k, j) = s·X̃_j e_k
-    dweights = -cubic_bspline_derivative(offset) * (scale.slope * inside)[:, None]
-    scaled_gradient = model_scale * gradient  # (N, d)
-    derivative = (dweights[:, :, None] * scaled_gradient[:, None, :]).reshape(len(warped), -1)  # (r, k)
-    return np.hstack([weights, derivative])
+    derivative_weights = -cubic_bspline_derivative(offset) * (scale.slope * inside)[:, None]
+    return ParzenFeatures(first_bin, weights, derivative_weights, model_scale * gradient, scale.n_bins)
 
 
 def mi_selection(n_bins: int, dim: int) -> np.ndarray:
