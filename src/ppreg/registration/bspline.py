@@ -134,6 +134,16 @@ def _refine(result: BSplineResult, fixed_grid: Grid) -> None:
     result.control = finer
 
 
+def _solve(system: sparse.spmatrix, right: np.ndarray) -> np.ndarray:
+    """Solve the (symmetric positive definite) LM system: Jacobi-preconditioned conjugate
+    gradients, which beats a sparse LU here by an order of magnitude; an inexact GN step
+    is fine because every step is checked against the cost."""
+    system = system.tocsr()
+    preconditioner = sparse.diags(1.0 / np.maximum(system.diagonal(), 1e-300))
+    solution, _ = sparse_linalg.cg(system, right, rtol=1e-8, maxiter=500, M=preconditioner)
+    return solution
+
+
 class _BSplineLevel:
     def __init__(self, index, spec, result, moving_level, proxy, settings, on_iteration):
         self.index, self.spec, self.result = index, spec, result
@@ -198,7 +208,7 @@ class _BSplineLevel:
             # Control points barely touched by image edges have a near-zero diagonal: the
             # mean term keeps their steps bounded (Levenberg) while edges get Marquardt scaling.
             system = hessian + sparse.diags(damping * (diagonal + max(diagonal.mean(), 1e-30)))
-            step = -sparse_linalg.spsolve(system.tocsc(), gradient)
+            step = -_solve(system, gradient)
             trial = coefficients + step.reshape(self.dim, -1).T
             trial_cost, trial_gradient, trial_hessian = self._evaluate(trial)
             if trial_cost < cost:
