@@ -1,0 +1,47 @@
+"""The dealer's part of the local-CC protocol (:mod:`ppreg.secure.mpc.cc`).
+
+party1 announces each level's public geometry (grid shape, window radius) and asks once per
+iteration; the dealer answers with Z₁ for the four element-wise outputs and Σc², all
+computed from the two parties' seeds alone. It never sees any data.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ppreg.errors import ProtocolError
+from ppreg.secure.mpc.cc import CCScales, dealer_shares
+from ppreg.similarity.cc import window_size
+from ppreg.transport.channel import Channel, Message
+
+CC_DEALER_KINDS = ("cc_level", "cc_iteration")
+MAX_RADIUS = 8
+
+
+class CCDealer:
+    """Serves the CC requests of one session (the seeds are the session's)."""
+
+    def __init__(self, seeds: dict[str, bytes], max_elements: int):
+        self.seeds, self.max_elements = seeds, max_elements
+        self.level: int | None = None
+
+    def serve(self, channel: Channel, message: Message) -> None:
+        if message.kind == "cc_level":
+            self._start_level(message)
+            return
+        level, iteration = int(message.meta["level"]), int(message.meta["iteration"])
+        if level != self.level or iteration < 0:
+            raise ProtocolError("the dealer got a CC iteration that does not match the current level")
+        shares = dealer_shares(self.seeds["party1"], self.seeds["party2"], level, iteration, self.shape,
+                               self.radius, self.scales)
+        channel.send("cc_shares", {"level": level, "iteration": iteration}, **shares)
+
+    def _start_level(self, message: Message) -> None:
+        shape = tuple(int(v) for v in message.meta["shape"])
+        radius = int(message.meta["radius"])
+        if not 2 <= len(shape) <= 3 or min(shape) < 1 or math.prod(shape) > self.max_elements:
+            raise ProtocolError(f"the dealer refuses a CC level of shape {shape}")
+        if not 1 <= radius <= MAX_RADIUS:
+            raise ProtocolError(f"the dealer refuses a CC window radius {radius}")
+        self.level, self.shape, self.radius = int(message.meta["level"]), shape, radius
+        self.scales = CCScales.for_window(window_size(radius, len(shape)))
