@@ -30,9 +30,10 @@ from ppreg.secure.base import EngineClient, EngineServer, LevelContext
 from ppreg.similarity.base import LevelRequest, normalize_intensity
 from ppreg.similarity.operands import build_fixed_operand, operand_columns
 from ppreg.similarity.points import POINTCLOUD_MODEL, POINTS_METRIC
-from ppreg.transport.channel import Channel, TrafficStats
+from ppreg.transport.channel import Channel, Message, TrafficStats
 
 PROTOCOL = 1
+SYN_MODEL = "ants"  # party2 runs its own half (ppreg.registration.syn)
 
 
 @dataclass
@@ -140,7 +141,7 @@ class FixedParty:
         try:
             engine = self._handshake(channel)
             while True:
-                message = channel.recv()
+                message = channel.recv() if self.model != SYN_MODEL else self._serve_syn(channel, engine)
                 started = time.perf_counter()
                 if message.kind == "bye":
                     report = {"bytes_sent": channel.stats.bytes_sent, "bytes_received": channel.stats.bytes_received,
@@ -164,8 +165,16 @@ class FixedParty:
             if engine is not None:
                 engine.close()
 
+    def _serve_syn(self, channel: Channel, engine: EngineServer):
+        """SyN is symmetric: party2 runs its own half of the registration until party1's bye."""
+        from ppreg.registration.syn import serve_syn
+
+        self.busy_seconds = serve_syn(self.fixed, channel, engine)
+        return Message(kind="bye")
+
     def _handshake(self, channel: Channel) -> EngineServer:
         hello = channel.recv("hello")
+        self.model = str(hello.meta.get("model"))
         pet = str(hello.meta.get("pet"))
         if hello.meta.get("protocol") != PROTOCOL:
             raise ProtocolError(f"party1 speaks protocol {hello.meta.get('protocol')}, party2 speaks {PROTOCOL}")

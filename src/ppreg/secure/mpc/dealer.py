@@ -12,6 +12,7 @@ import numpy as np
 
 from ppreg.errors import ProtocolError
 from ppreg.io.images import Grid
+from ppreg.secure.mpc.cc_dealer import CC_DEALER_KINDS, CCDealer
 from ppreg.secure.mpc.engine import LevelOperand, u_label, unpack_selection, v_label, z_label
 from ppreg.secure.mpc.prg import MaskStream, new_seed
 from ppreg.secure.mpc.ring import ring_sub
@@ -30,6 +31,7 @@ class Dealer:
         self.seeds = {"party1": new_seed(), "party2": new_seed()}
         self._level: int | None = None
         self._level_masks: LevelOperand | None = None  # V of the current level
+        self._cc: CCDealer | None = None  # ppreg ants sessions
 
     def greet(self, channel: Channel, expected_role: str) -> str:
         """Receive a party's hello, check its role, send its seed; returns the session id."""
@@ -49,6 +51,10 @@ class Dealer:
                 return served
             if message.kind == "level":
                 self._start_level(message)
+                continue
+            if message.kind in CC_DEALER_KINDS:
+                self._cc = self._cc or CCDealer(self.seeds, MAX_DEALER_ELEMENTS)
+                self._cc.serve(channel, message)
                 continue
             if message.kind != "triples":
                 raise ProtocolError(f"the dealer got an unexpected {message.kind!r} message")
