@@ -89,6 +89,39 @@ class BSplineConfig:
         return self
 
 
+@dataclass(frozen=True)
+class AntsConfig:
+    """Settings of ``ppreg ants`` (configs/ants.yaml mirrors these defaults): greedy
+    symmetric SyN with local CC, as ``antsRegistration -t SyN[step, σ²_update, σ²_total]
+    -m CC[..., r]`` but with σ's (not variances) in voxels of each level."""
+
+    pet: str = "clear"
+    levels: str = "4x2x1"
+    smoothing: str = "2x1x0"
+    iterations: str = "40x20x10"
+    radius: int = 2
+    step: float = 0.25
+    smoothing_update: float = 1.732
+    smoothing_total: float = 0.0
+    convergence: float = 1e-6
+
+    def schedule(self) -> tuple[LevelSpec, ...]:
+        return tuple(build_schedule(self.levels, self.smoothing, self.iterations))
+
+    def validate(self) -> "AntsConfig":
+        _choice("pet", self.pet, ("clear", "mpc"))
+        if not 1 <= self.radius <= 8:
+            raise ConfigError(f"radius must be between 1 and 8 voxels, got {self.radius}")
+        if not 0 < self.step <= 10:
+            raise ConfigError(f"step must be in (0, 10] voxels, got {self.step}")
+        if self.smoothing_update < 0 or self.smoothing_total < 0:
+            raise ConfigError("smoothing_update and smoothing_total must be ≥ 0 voxels")
+        if self.convergence <= 0:
+            raise ConfigError(f"convergence must be positive, got {self.convergence}")
+        self.schedule()
+        return self
+
+
 def _choice(key: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")

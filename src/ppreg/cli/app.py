@@ -158,24 +158,73 @@ def bspline(
 
 @app.command()
 @handle_errors
+def ants(
+    moving: Annotated[Path, typer.Argument(help="Moving image (party1's), NIfTI/PNG/MHA.")],
+    fixed: Annotated[Optional[Path], typer.Argument(help="Fixed image (party2's) for in-process runs; "
+                                                         "omit with --peer.")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="Output prefix, like ANTs -o.")] = "ppreg_",
+    radius: Annotated[Optional[int], typer.Option(help="Local CC window radius r: windows of (2r+1)^d voxels "
+                                                       "(ANTs CC[..., r]).")] = None,
+    step: Annotated[Optional[float], typer.Option(help="Largest update per iteration, in voxels (SyN gradient step).")] = None,
+    smoothing_update: Annotated[Optional[float], typer.Option(help="Gaussian σ (voxels) of each update field.")] = None,
+    smoothing_total: Annotated[Optional[float], typer.Option(help="Gaussian σ (voxels) of the total field; 0 = none.")] = None,
+    pet: Annotated[Optional[Pet], typer.Option(help="Privacy engine: clear or mpc.")] = None,
+    levels: Annotated[Optional[str], typer.Option(help="Shrink factors, coarse to fine, e.g. 4x2x1.")] = None,
+    smoothing: Annotated[Optional[str], typer.Option(help="Gaussian sigmas in voxels, e.g. 2x1x0.")] = None,
+    iterations: Annotated[Optional[str], typer.Option(help="Iterations per level, e.g. 40x20x10.")] = None,
+    convergence: Annotated[Optional[float], typer.Option(help="Stop a level when the cost's slope over the last 10 "
+                                                              "iterations, relative, is above -this.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config; command-line options win.")] = None,
+    initial_transform: Annotated[Optional[Path], typer.Option(help="Initial linear ITK transform (e.g. from "
+                                                                    "ppreg affine), applied to party1's side.")] = None,
+    reference_transform: Annotated[Optional[Path], typer.Option(help="Known transform: report displacement "
+                                                                      "RMSE/max in mm.")] = None,
+    mask: Annotated[Optional[Path], typer.Option(help="Fixed-space mask for the reference accuracy.")] = None,
+    peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve) at HOST:PORT instead of FIXED.")] = None,
+    dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
+    certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
+    qc: Annotated[bool, typer.Option("--qc", help="Also write PREFIXqc.png.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+) -> None:
+    """Greedy symmetric SyN with local CC (ANTs style) of MOVING and FIXED; writes
+    PREFIXwarp.nii.gz and PREFIXinverse_warp.nii.gz (ITK displacement fields, without the
+    initial affine), the warped image and the report."""
+    from ppreg.cli.run import Connection, run_registration_command
+
+    overrides = dict(
+        pet=enum_value(pet), levels=levels, smoothing=smoothing, iterations=iterations, radius=radius, step=step,
+        smoothing_update=smoothing_update, smoothing_total=smoothing_total, convergence=convergence,
+    )
+    outputs = run_registration_command("ants", moving, fixed, output, config, overrides, initial_transform,
+                                       reference_transform, mask, quiet, Connection(peer, dealer, certs), qc)
+    if not quiet:
+        typer.echo(json.dumps(outputs, indent=2))
+
+
+@app.command()
+@handle_errors
 def apply(
-    transform: Annotated[Path, typer.Argument(help="ITK transform file (.tfm/.txt/.h5, displacement field).")],
+    transforms: Annotated[list[Path], typer.Argument(help="ITK transform files (.tfm/.txt/.h5, or a displacement "
+                                                          "field image), in ITK order: e.g. an initial affine, "
+                                                          "then ppreg ants' warp.nii.gz.")],
     moving: Annotated[Path, typer.Argument(help="Image to resample.")],
     reference: Annotated[Path, typer.Option("--reference", "-r", help="Image whose grid the output takes.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output image path.")],
     interpolation: Annotated[str, typer.Option(help="linear, nearest (labels) or bspline.")] = "linear",
 ) -> None:
-    """Resample MOVING onto the REFERENCE grid through TRANSFORM (ITK direction)."""
+    """Resample MOVING onto the REFERENCE grid through TRANSFORMS (ITK direction; several
+    files compose like an ITK CompositeTransform: the last is applied first to a point)."""
     from ppreg.api import apply_transform
     from ppreg.io.images import read_image, write_image
-    from ppreg.io.transforms import read_transform
+    from ppreg.io.transforms import read_transform_chain
 
     orders = {"linear": 1, "nearest": 0, "bspline": 3}
     if interpolation not in orders:
         raise InputError(f"--interpolation must be one of {', '.join(orders)}, got {interpolation!r}")
     reference_image = read_image(reference)
     moving_image = read_image(moving, expect_dim=reference_image.dim)
-    warped = apply_transform(read_transform(transform), moving_image, reference_image.grid, orders[interpolation])
+    warped = apply_transform(read_transform_chain(transforms), moving_image, reference_image.grid,
+                             orders[interpolation])
     write_image(warped, output)
 
 

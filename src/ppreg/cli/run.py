@@ -10,8 +10,9 @@ from pathlib import Path
 import typer
 
 from ppreg.api import run_affine, run_bspline, write_affine_outputs, write_bspline_outputs
+from ppreg.api_syn import run_ants, write_ants_outputs
 from ppreg.cli.common import IterationProgress
-from ppreg.config import AffineConfig, BSplineConfig, load_config
+from ppreg.config import AffineConfig, AntsConfig, BSplineConfig, load_config
 from ppreg.errors import InputError
 from ppreg.io.images import read_image
 from ppreg.io.points import read_points
@@ -52,6 +53,7 @@ def load_pair(moving_path: Path, fixed_path: Path | None, connection: Connection
 IMAGE_MODELS = {
     "affine": (AffineConfig, run_affine, write_affine_outputs),
     "bspline": (BSplineConfig, run_bspline, write_bspline_outputs),
+    "ants": (AntsConfig, run_ants, write_ants_outputs),
 }
 
 

@@ -34,15 +34,50 @@ def write_transform(transform: sitk.Transform, path: str | os.PathLike) -> Path:
     return path
 
 
+FIELD_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd")
+
+
 def read_transform(path: str | os.PathLike) -> sitk.Transform:
-    """Read any transform SimpleITK reads (raises InputError when missing/corrupt)."""
+    """Read any transform SimpleITK reads, or a displacement-field image (``ppreg ants``'s
+    warp.nii.gz, ANTs' Warp.nii.gz) as a DisplacementFieldTransform (InputError when
+    missing/corrupt)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"transform not found: {path}")
+    if path.name.lower().endswith(FIELD_SUFFIXES):
+        return _read_displacement_field(path)
     try:
         return sitk.ReadTransform(str(path))
     except RuntimeError:
         raise InputError(f"cannot read transform {path}: not an ITK transform file") from None
+
+
+def _read_displacement_field(path: Path) -> sitk.Transform:
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(f"cannot read displacement field {path}") from None
+    if image.GetNumberOfComponentsPerPixel() != image.GetDimension():
+        raise InputError(f"{path} is not a displacement field: {image.GetNumberOfComponentsPerPixel()} "
+                         f"components per voxel in {image.GetDimension()}D")
+    return sitk.DisplacementFieldTransform(sitk.Cast(image, sitk.sitkVectorFloat64))
+
+
+def read_transform_chain(paths) -> sitk.Transform:
+    """One transform from several files in ITK order: the first is applied last to a point
+    (``[affine.tfm, warp.nii.gz]`` maps x to affine(x + w(x)), as ANTs' outputs compose)."""
+    transforms = [read_transform(path) for path in paths]
+    if not transforms:
+        raise InputError("no transform given")
+    dims = {transform.GetDimension() for transform in transforms}
+    if len(dims) != 1:
+        raise InputError(f"the transforms mix dimensions {sorted(dims)}")
+    if len(transforms) == 1:
+        return transforms[0]
+    composite = sitk.CompositeTransform(dims.pop())
+    for transform in transforms:
+        composite.AddTransform(transform)
+    return composite
 
 
 def read_linear_transform(path: str | os.PathLike, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

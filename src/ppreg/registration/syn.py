@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from ppreg.core.displacement import compose, to_transform
 from ppreg.core.pyramid import LevelSpec
-from ppreg.errors import ProtocolError
+from ppreg.errors import EngineUnavailableError, ProtocolError
 from ppreg.io.images import Grid, Image
 from ppreg.io.transforms import linear_to_sitk
 from ppreg.registration.affine import IterationCallback
@@ -169,6 +169,9 @@ def serve_syn(fixed: Image, channel: Channel, engine) -> float:
     """party2's side of one SyN session, after the hello; returns its busy seconds.
 
     Ends when party1 says bye (answered by the caller)."""
+    if getattr(engine, "reveal_noise", 0.0) > 0:
+        raise EngineUnavailableError("--reveal-noise is not available for ppreg ants: its revealed force "
+                                     "fields would go out without the noise")
     half = SynHalf(fixed, fixed.grid)
     joint = cc_joint_for(engine, PARTY2, channel)
     busy = 0.0
