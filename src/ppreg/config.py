@@ -116,8 +116,8 @@ class AntsConfig:
             raise ConfigError(f"step must be in (0, 10] voxels, got {self.step}")
         if self.smoothing_update < 0 or self.smoothing_total < 0:
             raise ConfigError("smoothing_update and smoothing_total must be ≥ 0 voxels")
-        if self.convergence <= 0:
-            raise ConfigError(f"convergence must be positive, got {self.convergence}")
+        if self.convergence < 0:
+            raise ConfigError(f"convergence must be ≥ 0 (0 = run every iteration), got {self.convergence}")
         self.schedule()
         return self
 

@@ -74,3 +74,18 @@ def warp_with_deformation(image: Image, control, coefficients: np.ndarray, itera
     low, high = float(image.array.min()), float(image.array.max())
     values = np.clip(resample(image, source, order=3, default=low), low, high)
     return Image(array=values.reshape(image.grid.shape), grid=image.grid)
+
+
+def warp_with_dense_deformation(image: Image, control, coefficients: np.ndarray) -> Image:
+    """As :func:`warp_with_deformation`, but u is evaluated once on the image grid and the
+    inverse is iterated on that dense field (linear interpolation): seconds instead of
+    minutes for a 3D brain at 2 mm, within a few hundredths of a voxel of the exact inverse."""
+    from ppreg.core.displacement import invert
+
+    grid = image.grid
+    field = control.displacement(coefficients, grid.physical_points()).reshape(grid.shape + (grid.dim,))
+    inverse, _ = invert(field, grid, iterations=100, tolerance_vox=1e-4)
+    low, high = float(image.array.min()), float(image.array.max())
+    source = grid.physical_points() + inverse.reshape(-1, grid.dim)
+    values = np.clip(resample(image, source, order=3, default=low), low, high)
+    return Image(array=values.reshape(grid.shape), grid=grid)

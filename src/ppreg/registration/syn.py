@@ -149,9 +149,10 @@ def _run_level(half: SynHalf, joint, proxy: FixedPartyProxy, settings: SynSettin
 
 def converged(costs: list[float], threshold: float, window: int) -> bool:
     """ANTs' test: the slope of a line fitted to the last ``window`` costs, relative to
-    their mean magnitude, is no longer below −threshold (the cost stopped falling)."""
+    their mean magnitude, is no longer below −threshold (the cost stopped falling).
+    A threshold of 0 turns the test off: every level runs all its iterations."""
     recent = np.asarray(costs[-window:], dtype=np.float64)
-    if len(recent) < window or not np.all(np.isfinite(recent)):
+    if threshold <= 0 or len(recent) < window or not np.all(np.isfinite(recent)):
         return False
     slope = np.polyfit(np.arange(window), recent, 1)[0]
     scale = max(float(np.mean(np.abs(recent))), 1e-12)

@@ -41,11 +41,12 @@ from ppreg.secure.mpc.box import ring_covariance
 from ppreg.secure.mpc.fixed import decode, encode, truncate_share
 from ppreg.secure.mpc.prg import MaskStream
 from ppreg.secure.mpc.ring import RING_DTYPE, ring_add, ring_mul, ring_sub, ring_sum
-from ppreg.similarity.cc import CCForces, LocalStats, window_size
+from ppreg.similarity.cc import VARIANCE_FLOOR, CCForces, LocalStats, window_size
 from ppreg.transport.channel import Channel
 
 TRUNCATION_BITS = 36  # |values truncated| < 2^36: failure ≤ 2^-27 per voxel and truncation
 FORCE_BOUND = 2.0  # |r| = |c|·|Ĵ − c·Î| ≤ 2
+COVARIANCE_PRECISION = 1e-3
 
 PARTY1_MASKS = ("a", "xe", "e", "c", "ic", "i", "cc")  # U: ã, X₁e, e, C₁, Î·C₁, Î, C₁²
 PARTY2_MASKS = ("b", "f", "xf", "j", "c", "cc", "jc")  # V: b̃, f, X₂f, Ĵ, C₂, C₂², Ĵ·C₂
@@ -57,24 +58,27 @@ class CCScales:
     """Fixed-point bits per quantity, chosen from the window size n (public).
 
     intensity : f_a, so that |X| < 2^TRUNCATION_BITS at scale 2^(2 f_a) (|X| ≤ n²/4)
-    covariance : f_x, X after the first truncation
-    norm : f_e = f_f, for e = 1/√(nE) and f; c·2^(f_x + 2 f_e) < 2^TRUNCATION_BITS as |c| ≤ 1
+    covariance : f_x, X after the first truncation: its rounding, amplified by e·f up to
+        1/(n²·VARIANCE_FLOOR), stays below COVARIANCE_PRECISION in c
+    norm : f_e = f_f, for e = 1/√(nE) and f, with c·2^(f_x + 2 f_e) < 2^TRUNCATION_BITS as |c| ≤ 1
     correlation : f_c, c after the second truncation
     normalized : f_i, for Î and Ĵ; r and Σc² are revealed at scale 2^(2 f_c + f_i), 2^(2 f_c)
     """
 
     intensity: int
-    covariance: int = 8
-    norm: int = 14
+    covariance: int
+    norm: int
     correlation: int = 16
     normalized: int = 16
 
     @classmethod
     def for_window(cls, n: int) -> "CCScales":
         intensity = min(16, int((TRUNCATION_BITS - math.log2(n * n / 4.0)) // 2))
-        if intensity < 6:
-            raise ProtocolError(f"a window of {n} voxels leaves too few fixed-point bits for the intensities")
-        return cls(intensity=intensity, covariance=min(8, 2 * intensity))
+        covariance = min(2 * intensity, math.ceil(-math.log2(2 * COVARIANCE_PRECISION * n * n * VARIANCE_FLOOR)))
+        norm = (TRUNCATION_BITS - covariance) // 2
+        if intensity < 6 or norm < 8:
+            raise ProtocolError(f"a window of {n} voxels leaves too few fixed-point bits")
+        return cls(intensity, covariance, norm)
 
     @property
     def covariance_shift(self) -> int:
