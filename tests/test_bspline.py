@@ -80,8 +80,6 @@ ENGINES = [pytest.param("mpc", 0.05, id="mpc"), pytest.param("fhe2", 0.5, id="fh
 @pytest.mark.parametrize("pet, tolerance", ENGINES)
 def test_secure_engine_matches_clear(slice_case, clear_outcome, pet, tolerance):
     fixed, moving, _, mask = slice_case
-    if pet.startswith("fhe"):
-        pytest.xfail("fhe engines compute one feature column; the B-spline term needs d + 1 (issue 6 open)")
     secure = register(moving, fixed, pet)
     difference = transform_difference(secure.sitk_transform(), clear_outcome.sitk_transform(), fixed.grid, mask)
     assert difference["rmse_mm"] <= tolerance, difference

@@ -28,6 +28,7 @@ from ppreg.secure.fhe.reveal import (
 )
 from ppreg.secure.fhe.sealbytes import ciphertext_range, ciphertext_words
 from ppreg.similarity.base import DenseOperand, LevelRequest, SparseOperand
+from ppreg.similarity.mi import MIOperand
 from ppreg.transport.channel import local_pair
 
 ENGINES = [(FHE1Client, FHE1Server), (FHE2Client, FHE2Server)]
@@ -128,8 +129,10 @@ def test_fhe2_odd_and_small_column_counts_with_selection(columns):
     assert np.all(result[0, ~selection[0]] == 0.0)
     assert np.max(np.abs(result[0, selection[0]] - reference[selection[0]])) < REL_TOLERANCE * np.max(np.abs(reference))
     assert np.max(np.abs(session.product(np.zeros(len(operand))))) < 1e-2  # flooding std ≈ 5e-4
-    with pytest.raises(ValueError, match="within"):
-        session.product(np.full(len(operand), 1.5))  # beyond the bound the flooding assumes
+    beyond = np.full(len(operand), 3.0)  # beyond the bound the flooding assumes: divided by 4, R times 4
+    assert relative_error(session.product(beyond), beyond @ operand) < REL_TOLERANCE
+    with pytest.raises(ValueError, match="finite"):
+        session.product(np.full(len(operand), np.nan))
     session.close()
 
 
@@ -205,9 +208,9 @@ class RecordingServer(FHE2Server):
         self.received: list[np.ndarray] = []
         self.shares: list[np.ndarray] = []
 
-    def _shares(self, c1: np.ndarray) -> np.ndarray:
+    def _shares(self, c1: np.ndarray, part) -> np.ndarray:
         self.received.append(c1.copy())
-        self.shares.append(super()._shares(c1))
+        self.shares.append(super()._shares(c1, part))
         return self.shares[-1]
 
 
@@ -223,7 +226,7 @@ def test_party2_sees_nothing_but_pseudorandom_values():
     session.close()
     primes = server._keys.primes
     layout = InterleavedLayout(len(operand), 7, 4096)
-    as_seen = layout.decode(crt_centered(server.shares[0], primes), CKKSParameters().product_scale)
+    as_seen = layout.decode(crt_centered(server.shares[0], primes), CKKSParameters().product_scale)[0].real
     assert np.all(np.abs(as_seen - result[0]) > 1e3 * np.max(np.abs(result)))
     assert not np.array_equal(server.received[0], server.received[1])  # re-randomised each time
     fractions = server.received[0] / np.asarray(primes, dtype=np.float64)[:, None]
@@ -271,9 +274,14 @@ def test_unsupported_requests_are_refused():
     party1, _ = local_pair("party1", "party2")
     with pytest.raises(EngineUnavailableError):
         client.start_level(party1, level_context(0, (10, 96), metric="mi"))
+    with pytest.raises(EngineUnavailableError):
+        FHE1Client().start_level(party1, level_context(0, (10, 51), metric="bspline"))
     sparse = SparseOperand(columns=np.zeros((10, 4), dtype=np.int64), values=np.ones((10, 4)), n_columns=50)
     with pytest.raises(EngineUnavailableError):
-        FHE2Server().start_level(party1, 0, sparse, None)
+        FHE1Server().start_level(party1, 0, sparse, None)
+    with pytest.raises(EngineUnavailableError):  # MI's operand: refused before densifying
+        FHE2Server().start_level(party1, 0, MIOperand(bins=np.zeros(10, dtype=np.int64), coords=np.zeros((10, 2)),
+                                                      n_bins=8, summary={}), None)
     operand = np.full((5000, 7), 1e7)
     with pytest.raises(InputError, match="too large"):
         FHE1Server().start_level(party1, 0, DenseOperand(dense=operand), None)

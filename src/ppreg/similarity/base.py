@@ -93,10 +93,15 @@ class FixedOperand:
 
 @dataclass
 class DenseOperand(FixedOperand):
-    """An operand stored as a dense matrix."""
+    """An operand stored as a dense matrix.
+
+    ``feature_columns`` is m, the width of party1's F for this operand (public); an
+    engine may lay G out for all m products at once (fhe2 replicates G's rows).
+    """
 
     dense: np.ndarray
     summary: dict[str, np.ndarray] = field(default_factory=dict)
+    feature_columns: int = 1
 
     @property
     def shape(self) -> tuple[int, int]:

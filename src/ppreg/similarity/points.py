@@ -86,5 +86,5 @@ def points_fixed_operand(fixed: PointSet, request: LevelRequest) -> DenseOperand
         "scale": np.array([centred.scale / gain]),
         "sum_squared": np.array([centred.sum_squared]),
     }
-    return DenseOperand(dense=centred.normalised * gain, summary=summary)
+    return DenseOperand(dense=centred.normalised * gain, summary=summary, feature_columns=fixed.dim)
 

@@ -70,6 +70,7 @@ class KeyOwner(_Ring):
         self._attach(self._context.seal_context().data)
         secret = self._context.secret_key().data
         self._encryptor = sealapi.Encryptor(self.seal_context, secret)
+        self._decryptor = sealapi.Decryptor(self.seal_context, secret)
         self._galois_blob = b""
         if rotation_steps:
             generator = sealapi.KeyGenerator(self.seal_context, secret)
@@ -89,6 +90,23 @@ class KeyOwner(_Ring):
     def encrypt(self, values: np.ndarray, scale: float) -> bytes:
         """Symmetric (seeded, half-size) encryption of one slot vector, serialised."""
         return self.io.dumps(self._encryptor.encrypt_symmetric(self.encode(values, scale)))
+
+    def times_secret(self, c1: np.ndarray) -> np.ndarray:
+        """c1·s in Z_Q[X]/(X^N+1), coefficient form, shape (L, N) uint64 (c1 likewise).
+
+        Through SEAL's NTT: (0, c1) decrypts to c1·s; the NTT-form result goes back to
+        coefficients as the first polynomial of a carrier ciphertext.
+        """
+        n_primes, degree = c1.shape
+        carrier = self.io.build_ciphertext(np.stack([np.zeros_like(c1), c1]), self.data_parms_id, False, 1.0)
+        self.evaluator.transform_to_ntt_inplace(carrier)
+        product = sealapi.Plaintext()
+        self._decryptor.decrypt(carrier, product)
+        words = plaintext_words(product)[: n_primes * degree].reshape(n_primes, degree)
+        # the second polynomial only keeps SEAL from calling the carrier transparent
+        back = self.io.build_ciphertext(np.stack([words, np.ones_like(words)]), self.data_parms_id, True, 1.0)
+        self.evaluator.transform_from_ntt_inplace(back)
+        return ciphertext_range(back, 0, n_primes * degree).reshape(n_primes, degree)
 
     def secret_coefficients(self) -> np.ndarray:
         """The secret key s as coefficients in {−1, 0, 1}, shape (N,), int64.

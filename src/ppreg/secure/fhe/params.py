@@ -107,7 +107,8 @@ class CKKSParameters:
             raise ProtocolError(f"party2 sent unusable CKKS parameters: {error}") from None
 
 
-def error_bound(parameters: CKKSParameters, summed: int, ciphertexts: int, amplification: float) -> float:
+def error_bound(parameters: CKKSParameters, summed: int, ciphertexts: int, amplification: float,
+                feature_factor: float = 1.0) -> float:
     """Bound on the CKKS error in one revealed coefficient, in coefficient units.
 
     The dominant term is Σ_i F_i ∗ e_i over the ``summed`` products (party2's encryption
@@ -116,15 +117,17 @@ def error_bound(parameters: CKKSParameters, summed: int, ciphertexts: int, ampli
     ≤ Δ_F·|F|max. ``amplification`` is N/2 when the result was summed over all slots
     (fhe1: the trace multiplies coefficient 0 by N/2) and 1 otherwise (fhe2). The other
     terms (re-randomisation, key switching) get a generous bound per ciphertext.
+    ``feature_factor`` is √2 when party1's slots are complex (two features, a + i·b).
     """
-    feature_norm = 2.0**parameters.feature_scale_bits * parameters.feature_bound
+    feature_norm = 2.0**parameters.feature_scale_bits * parameters.feature_bound * feature_factor
     main = ERROR_TAIL * FRESH_ERROR_STD * feature_norm * math.sqrt(summed)
     return (main + OTHER_ERROR_BOUND * ciphertexts) * amplification
 
 
-def flood_std(parameters: CKKSParameters, summed: int, ciphertexts: int, amplification: float) -> float:
+def flood_std(parameters: CKKSParameters, summed: int, ciphertexts: int, amplification: float,
+              feature_factor: float = 1.0) -> float:
     """σ of the Gaussian flooding noise party2 adds to each revealed coefficient."""
-    return 2.0**parameters.flood_bits * error_bound(parameters, summed, ciphertexts, amplification)
+    return 2.0**parameters.flood_bits * error_bound(parameters, summed, ciphertexts, amplification, feature_factor)
 
 
 def check_magnitude(parameters: CKKSParameters, modulus: int, largest: float, sigma: float) -> None:

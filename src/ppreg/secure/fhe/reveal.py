@@ -145,11 +145,14 @@ def crt_centered(residues, primes) -> list[int]:
 
 
 def slot_class_sums(coefficients, period: int, degree: int, scale: float) -> np.ndarray:
-    """Σ_{k ≡ j (mod period)} z_k for j < period, from 2·period coefficients.
+    """Σ_{k ≡ j (mod period)} z_k for j < period (complex), from 2·period coefficients.
 
     The trace onto the subring fixed by rotations of ``period`` slots keeps exactly the
     coefficients at multiples of N/(2·period) (times N/(2·period)), so these sums are a
-    small DFT of those coefficients — no rotation needed.
+    small DFT of those coefficients — no rotation needed: with ω = exp(2πi/(4·period)),
+    sum_j = N/(2·period)/Δ · Σ_t c_t·ω^(e_j·t), e_j = 3^j mod 4·period (SEAL's slot order).
+    Real parts carry what party1 put in the real parts of its slots, imaginary parts what
+    it put in the imaginary parts.
 
     Parameters
     ----------
@@ -164,10 +167,11 @@ def slot_class_sums(coefficients, period: int, degree: int, scale: float) -> np.
 
     Returns
     -------
-    ndarray, shape (period,)
+    ndarray of complex, shape (period,)
     """
-    order = 4 * period
-    exponents = np.array([pow(SLOT_GENERATOR, j, order) for j in range(period)])
-    angles = 2.0 * np.pi * np.outer(exponents, np.arange(2 * period)) / order
+    length = 2 * period
     values = np.array([c / scale for c in coefficients], dtype=np.float64)
-    return (degree // (2 * period)) * (np.cos(angles) @ values)
+    twisted = values * np.exp(2j * np.pi * np.arange(length) / (2 * length))
+    spectrum = np.fft.ifft(twisted) * length  # Σ_t twisted_t·exp(2πi·l·t/length)
+    exponents = np.array([pow(SLOT_GENERATOR, j, 2 * length) for j in range(period)])
+    return (degree // length) * spectrum[(exponents - 1) // 2]
