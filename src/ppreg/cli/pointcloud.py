@@ -9,11 +9,12 @@ from ppreg.cli.run import Connection
 from ppreg.errors import InputError
 from ppreg.io.points import read_points
 from ppreg.secure.engines import check_available
+from ppreg.similarity.points import POINTS_METRIC
 
 
 def run_pointcloud_command(moving_path: Path, fixed_path: Path | None, prefix: str, pet: str, scaling: bool,
                            seed: int, connection: Connection) -> dict:
-    check_available(pet)
+    check_available(pet, POINTS_METRIC)
     moving = read_points(moving_path)
     if connection.peer is not None:
         if fixed_path is not None:

@@ -63,7 +63,7 @@ def run_registration_command(model: str, moving_path: Path, fixed_path: Path | N
     """Load, connect, register with ``model``, write all outputs (or none)."""
     config_class, run, write_outputs = IMAGE_MODELS[model]
     config = load_config(config_class, config_path, overrides)
-    check_available(config.pet)
+    check_available(config.pet, getattr(config, "metric", model))  # affine names its metric; other models are theirs
     moving, fixed = load_pair(moving_path, fixed_path, connection)
     budget = sum(level.iterations for level in config.schedule())
     with IterationProgress(budget, quiet) as progress, connection.session(fixed, config.pet) as proxy:
