@@ -33,6 +33,7 @@ class AffineOutcome:
     wall_seconds: float
     total_traffic: Traffic
     party2_report: dict = field(default_factory=dict)
+    reveal_noise: float = 0.0  # σ party2 applied to the revealed joint terms
 
     def sitk_transform(self) -> sitk.Transform:
         return self.result.sitk_transform()
@@ -54,10 +55,12 @@ def run_affine(
     """Register ``moving`` against the fixed image behind ``proxy`` (any engine, any transport)."""
     settings = affine_settings(config, moving, initial_transform)
     started, before = time.perf_counter(), proxy.snapshot()
+    proxy.reveal_noise = config.reveal_noise
     result = register_affine(moving, proxy, settings, on_iteration)
     party2 = proxy.close()
     total = traffic_between(proxy.snapshot(), before)
-    return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2)
+    return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2,
+                         proxy.reveal_noise)
 
 
 def run_bspline(
@@ -72,10 +75,12 @@ def run_bspline(
         convergence=config.convergence, initial=initial,
     )
     started, before = time.perf_counter(), proxy.snapshot()
+    proxy.reveal_noise = config.reveal_noise
     result = register_bspline(moving, proxy, settings, on_iteration)
     party2 = proxy.close()
     total = traffic_between(proxy.snapshot(), before)
-    return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2)
+    return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2,
+                         proxy.reveal_noise)
 
 
 def apply_transform(transform: sitk.Transform, moving: Image, reference: Grid, order: int = 1) -> Image:
@@ -157,7 +162,8 @@ def affine_report(
     transform = {"kind": config.transform, "matrix": matrix, "translation_mm": translation,
                  "center_mm": result.model.center, "parameters": result.params}
     cost_name = "mean squared difference" if config.metric == "ssd" else "negative mutual information"
-    privacy = revealed_quantities(config.metric, config.pet, config.sampling, result, config.bins)
+    privacy = revealed_quantities(config.metric, config.pet, config.sampling, result, config.bins,
+                                  outcome.reveal_noise)
     return registration_report(outcome, "affine", moving, moving_path, fixed_path, accuracy, outputs,
                                transform=transform, cost_name=cost_name, privacy=privacy)
 
@@ -172,7 +178,7 @@ def bspline_report(
                  "initial_affine": None if result.initial.is_identity() else
                  {"matrix": result.initial.matrix, "translation_mm": result.initial.translation,
                   "center_mm": result.initial.center}}
-    privacy = bspline_revealed(config.pet, config.sampling, result)
+    privacy = bspline_revealed(config.pet, config.sampling, result, outcome.reveal_noise)
     return registration_report(outcome, "bspline", moving, moving_path, fixed_path, accuracy, outputs,
                                transform=transform, cost_name="mean squared difference + λ·membrane energy",
                                privacy=privacy)

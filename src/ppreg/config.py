@@ -16,6 +16,7 @@ from ppreg.core.pyramid import LevelSpec, build_schedule
 from ppreg.core.sampling import MODES
 from ppreg.errors import ConfigError
 from ppreg.secure.engines import PETS
+from ppreg.secure.reveal_noise import check_reveal_noise
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class AffineConfig:
     bins: int = 32
     seed: int = 0
     convergence: float = 0.001
+    reveal_noise: float = 0.0
 
     def schedule(self) -> tuple[LevelSpec, ...]:
         return tuple(build_schedule(self.levels, self.smoothing, self.iterations))
@@ -48,6 +50,7 @@ class AffineConfig:
             raise ConfigError(f"bins must be between 8 and 256, got {self.bins}")
         if self.convergence <= 0:
             raise ConfigError(f"convergence must be positive, got {self.convergence}")
+        check_reveal_noise(self.reveal_noise)
         self.schedule()
         return self
 
@@ -70,6 +73,7 @@ class BSplineConfig:
     regularization: float = 1e-4
     seed: int = 0
     convergence: float = 0.001
+    reveal_noise: float = 0.0
 
     def schedule(self) -> tuple[LevelSpec, ...]:
         return tuple(build_schedule(self.levels, self.smoothing, self.iterations))
@@ -85,6 +89,7 @@ class BSplineConfig:
             raise ConfigError(f"regularization must be ≥ 0, got {self.regularization}")
         if self.convergence <= 0:
             raise ConfigError(f"convergence must be positive, got {self.convergence}")
+        check_reveal_noise(self.reveal_noise)
         self.schedule()
         return self
 

@@ -56,6 +56,8 @@ def affine(
     bins: Annotated[Optional[int], typer.Option(help="MI histogram bins.")] = None,
     convergence: Annotated[Optional[float], typer.Option(help="Stop a level when updates move < this (voxels).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling and optimisation.")] = None,
+    reveal_noise: Annotated[Optional[float], typer.Option(help="σ of Gaussian noise party2 adds to every revealed "
+                                                               "joint term (docs/privacy.md); 0 = exact.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; command-line options win.")] = None,
     initial_transform: Annotated[Optional[Path], typer.Option(help="Initial linear ITK transform.")] = None,
     reference_transform: Annotated[Optional[Path], typer.Option(help="Known transform: report displacement "
@@ -75,7 +77,7 @@ def affine(
     overrides = dict(
         transform=enum_value(transform), metric=enum_value(metric), pet=enum_value(pet),
         sampling=enum_value(sampling), sampling_fraction=sampling_fraction, levels=levels, smoothing=smoothing,
-        iterations=iterations, bins=bins, convergence=convergence, seed=seed,
+        iterations=iterations, bins=bins, convergence=convergence, seed=seed, reveal_noise=reveal_noise,
     )
     connection = Connection(peer=peer, dealer=dealer, certs=certs)
     outputs = run_affine_command(moving, fixed, output, config, overrides, initial_transform, reference_transform,
@@ -129,6 +131,8 @@ def bspline(
     iterations: Annotated[Optional[str], typer.Option(help="Iterations per level, e.g. 50x30x20.")] = None,
     convergence: Annotated[Optional[float], typer.Option(help="Stop a level when updates move < this (voxels).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
+    reveal_noise: Annotated[Optional[float], typer.Option(help="σ of Gaussian noise party2 adds to every revealed "
+                                                               "joint term (docs/privacy.md); 0 = exact.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config; command-line options win.")] = None,
     initial_transform: Annotated[Optional[Path], typer.Option(help="Initial linear ITK transform (e.g. from "
                                                                     "ppreg affine); output is a composite.")] = None,
@@ -148,7 +152,7 @@ def bspline(
     overrides = dict(
         pet=enum_value(pet), sampling=enum_value(sampling), sampling_fraction=sampling_fraction, levels=levels,
         smoothing=smoothing, iterations=iterations, grid_spacing=grid_spacing, regularization=regularization,
-        convergence=convergence, seed=seed,
+        convergence=convergence, seed=seed, reveal_noise=reveal_noise,
     )
     outputs = run_registration_command("bspline", moving, fixed, output, config, overrides, initial_transform,
                                        reference_transform, mask, quiet, Connection(peer, dealer, certs), qc)
@@ -273,13 +277,15 @@ def serve(
     dealer: Annotated[Optional[str], typer.Option(help="Dealer HOST:PORT (needed for --pet mpc).")] = None,
     pets: Annotated[str, typer.Option(help="Comma-separated engines party2 accepts.")] = "mpc,fhe1,fhe2",
     sessions: Annotated[Optional[int], typer.Option(help="Stop after this many sessions (default: serve forever).")] = None,
+    reveal_noise: Annotated[float, typer.Option(help="Least σ of the noise added to every revealed joint term; "
+                                                     "a client may ask for more (docs/privacy.md).")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-session lines.")] = False,
 ) -> None:
     """party2: serve registrations against FIXED, one after another (never sends the image
     except to --pet clear clients, which must be allowed explicitly with --pets)."""
     from ppreg.cli.run import serve_command
 
-    serve_command(fixed, listen, certs, dealer, pets, sessions, quiet)
+    serve_command(fixed, listen, certs, dealer, pets, sessions, quiet, reveal_noise)
 
 
 @app.command("dealer")

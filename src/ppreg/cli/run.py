@@ -17,6 +17,7 @@ from ppreg.errors import InputError
 from ppreg.io.images import read_image
 from ppreg.io.points import read_points
 from ppreg.secure.engines import PETS, check_available
+from ppreg.secure.reveal_noise import check_reveal_noise
 from ppreg.secure.runtime import in_process_session, remote_session, serve_dealer, serve_fixed
 from ppreg.transport.tls import Identity, Listener
 
@@ -97,7 +98,8 @@ def _pet_list(text: str) -> tuple[str, ...]:
 
 
 def serve_command(fixed_path: Path, listen: str, certs: Path, dealer: str | None, pets: str,
-                  sessions: int | None, quiet: bool) -> None:
+                  sessions: int | None, quiet: bool, reveal_noise: float = 0.0) -> None:
+    reveal_noise = check_reveal_noise(reveal_noise)
     fixed = read_points(fixed_path) if fixed_path.suffix.lower() == ".csv" else read_image(fixed_path)
     available = []
     for pet in _pet_list(pets):
@@ -109,7 +111,8 @@ def serve_command(fixed_path: Path, listen: str, certs: Path, dealer: str | None
     with Listener(listen, Identity.load(certs, "party2")) as listener:
         if not quiet:
             typer.echo(f"party2 serving {fixed_path} on port {listener.port} ({', '.join(available)})", err=True)
-        serve_fixed(fixed, listener, certs, dealer, tuple(available), _session_printer("party2", quiet), sessions)
+        serve_fixed(fixed, listener, certs, dealer, tuple(available), _session_printer("party2", quiet), sessions,
+                    reveal_noise)
 
 
 def dealer_serve_command(listen: str, certs: Path, sessions: int | None, quiet: bool) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ppreg.errors import EngineUnavailableError
 from ppreg.io.images import Grid, Image
 from ppreg.io.points import PointSet
 from ppreg.similarity.base import FixedOperand, LevelRequest
@@ -50,6 +51,14 @@ class EngineServer(ABC):
     """Party2's half of an engine."""
 
     name: str
+    supports_reveal_noise = False
+    reveal_noise = 0.0  # σ of --reveal-noise (ppreg.secure.reveal_noise), set before the first level
+
+    def set_reveal_noise(self, sigma: float) -> None:
+        """Use noise σ on every revealed entry; engines that cannot add it refuse σ > 0."""
+        if sigma > 0 and not self.supports_reveal_noise:
+            raise EngineUnavailableError(f"--reveal-noise is not available with --pet {self.name} yet")
+        self.reveal_noise = sigma
 
     @abstractmethod
     def start_level(self, channel: Channel, level_index: int, operand: FixedOperand,

@@ -107,12 +107,13 @@ def remote_session(peer: str, dealer: str | None, certs_dir, pet: str, timeout: 
 
 
 def serve_fixed(fixed: Image | PointSet, listener: Listener, certs_dir, dealer: str | None, allowed_pets: tuple[str, ...],
-                on_session=None, sessions: int | None = None) -> int:
+                on_session=None, sessions: int | None = None, reveal_noise: float = 0.0) -> int:
     """Party2's server loop: one registration after another. Returns sessions served.
 
     A failed session (peer died, bad request) is reported through ``on_session`` and
     the loop goes on; with ``sessions`` set, it stops after that many sessions and
-    re-raises the last failure.
+    re-raises the last failure. ``reveal_noise`` is the least σ party2 applies to the
+    revealed joint terms (a client may ask for more).
     """
     identity = Identity.load(certs_dir, "party2")
 
@@ -126,7 +127,7 @@ def serve_fixed(fixed: Image | PointSet, listener: Listener, certs_dir, dealer: 
             return server_for(pet, dealer_channel, str(meta.get("session")))
         return build
 
-    party2 = FixedParty(fixed, {pet: engine_factory(pet) for pet in allowed_pets}, allowed_pets)
+    party2 = FixedParty(fixed, {pet: engine_factory(pet) for pet in allowed_pets}, allowed_pets, reveal_noise)
     return _serve_sessions(listener, party2.serve, on_session, sessions)
 
 

@@ -23,10 +23,11 @@ import numpy as np
 
 from ppreg import __version__
 from ppreg.core.pyramid import pyramid_level, shrink_grid
-from ppreg.errors import InputError, PeerError, PpregError, ProtocolError
+from ppreg.errors import InputError, PpregError, ProtocolError
 from ppreg.io.images import Grid, Image
 from ppreg.io.points import PointSet
 from ppreg.secure.base import EngineClient, EngineServer, LevelContext
+from ppreg.secure.reveal_noise import check_reveal_noise
 from ppreg.similarity.base import LevelRequest, normalize_intensity
 from ppreg.similarity.operands import build_fixed_operand, operand_columns
 from ppreg.similarity.points import POINTCLOUD_MODEL, POINTS_METRIC
@@ -75,13 +76,19 @@ class FixedPartyProxy:
     fixed_points: int | None = None  # number of party2's points (point-set sessions)
     _level: LevelContext | None = None
     party2_report: dict = field(default_factory=dict)
+    reveal_noise: float = 0.0  # σ party1 asks for; after hello, the σ party2 applies (≥ the request)
 
     def hello(self, dim: int, model: str) -> Grid | None:
         self.channel.send("hello", {"pet": self.engine.name, "dim": dim, "model": model, "session": self.session,
-                                    "protocol": PROTOCOL, "version": __version__})
+                                    "protocol": PROTOCOL, "version": __version__,
+                                    "reveal_noise": self.reveal_noise})
         reply = self.channel.recv("hello")
         if reply.meta.get("protocol") != PROTOCOL:
             raise ProtocolError(f"party2 speaks protocol {reply.meta.get('protocol')}, we speak {PROTOCOL}")
+        applied = reply.meta.get("reveal_noise")
+        if not isinstance(applied, (int, float)) or isinstance(applied, bool) or applied < self.reveal_noise:
+            raise ProtocolError(f"party2 did not confirm --reveal-noise {self.reveal_noise:g} (it answered {applied!r})")
+        self.reveal_noise = float(applied)
         self.fixed_grid = Grid.from_meta(reply.meta["grid"]) if "grid" in reply.meta else None
         self.fixed_points = int(reply.meta["points"]) if "points" in reply.meta else None
         return self.fixed_grid
@@ -97,7 +104,7 @@ class FixedPartyProxy:
         else:
             grid = self.level_grid(request.shrink)
             n_rows = grid.n_voxels if sample_index is None else len(sample_index)
-        arrays = {} if sample_index is None else {"samples": np.asarray(sample_index, dtype=np.int64)}
+        arrays = {} if sample_index is None else {"samples": np.asarray(sample_index, dtype=np.uint32)}
         self.channel.send("level", {"index": index, "request": request.to_meta()}, **arrays)
         self._level = LevelContext(index, request, grid, sample_index, (n_rows, operand_columns(request)))
         self.engine.start_level(self.channel, self._level)
@@ -126,12 +133,14 @@ class FixedPartyProxy:
 class FixedParty:
     """Party2: serves registrations of its fixed image (or point set); never sees party1's."""
 
-    def __init__(self, fixed: Image | PointSet, engines: dict, allowed_pets: tuple[str, ...] | None = None):
+    def __init__(self, fixed: Image | PointSet, engines: dict, allowed_pets: tuple[str, ...] | None = None,
+                 reveal_noise: float = 0.0):
         if isinstance(fixed, Image):
             fixed = Image(array=normalize_intensity(fixed.array)[0], grid=fixed.grid)
         self.fixed = fixed
         self.engines = engines  # pet name → callable(hello meta) returning an EngineServer
         self.allowed_pets = allowed_pets
+        self.reveal_noise = check_reveal_noise(reveal_noise)  # party2's floor; party1 may ask for more
         self.busy_seconds = 0.0
 
     def serve(self, channel: Channel) -> dict:
@@ -153,9 +162,9 @@ class FixedParty:
                 else:
                     engine.serve_product(channel, message)
                 self.busy_seconds += time.perf_counter() - started
-        except PeerError:
-            raise
         except PpregError as error:
+            # Tell party1 why we stop: a bad frame or request, or the dealer gone. When
+            # party1's own connection is what failed, nobody hears it (send_error is quiet).
             channel.send_error(str(error))
             raise
         except Exception as error:  # report the failure to party1 instead of hanging it
@@ -189,9 +198,19 @@ class FixedParty:
             raise InputError(f"party1's data is {hello.meta.get('dim')}D but party2's fixed {what} is {self.fixed.dim}D")
         if pet not in self.engines:
             raise InputError(f"party2 has no engine {pet!r}")
+        try:
+            requested = check_reveal_noise(hello.meta.get("reveal_noise", 0.0))
+        except InputError as error:
+            raise ProtocolError(f"party1 sent a bad hello: {error}") from None
+        reveal_noise = max(requested, self.reveal_noise)
         engine = self.engines[pet](hello.meta)
+        try:
+            engine.set_reveal_noise(reveal_noise)
+        except PpregError:
+            engine.close()
+            raise
         shape = {"points": self.fixed.count} if holds_points else {"grid": self.fixed.grid.to_meta()}
-        channel.send("hello", {**shape, "protocol": PROTOCOL, "version": __version__})
+        channel.send("hello", {**shape, "protocol": PROTOCOL, "version": __version__, "reveal_noise": reveal_noise})
         return engine
 
     def _start_level(self, channel: Channel, engine: EngineServer, message) -> None:

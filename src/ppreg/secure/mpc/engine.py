@@ -13,7 +13,9 @@ dealer seed, one per level), and the dealer's W = UᵀV split as W = Z₁ + Z₂
 Every value that crosses the wire is masked by a fresh uniform ring element, except the
 selected entries of the result, which party1 is entitled to. No truncation is needed
 because the result is revealed at scale 2^(2f); the error bound is
-``fixed.product_error_bound``.
+``fixed.product_error_bound``. With ``--reveal-noise σ`` party2 adds Gaussian noise
+(encoded at scale 2^(2f)) to its share Eᵀ·G̃ + Z₂, so the revealed entries carry it
+(ppreg.secure.reveal_noise).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ppreg.secure.mpc.fixed import DEFAULT_FRAC_BITS, check_product_budget, deco
 from ppreg.secure.mpc.prg import MaskStream
 from ppreg.secure.mpc.ring import RING_DTYPE, ring_add, ring_sub, ring_transpose_matmul_narrow
 from ppreg.secure.mpc.sparse import SparsePattern
+from ppreg.secure.reveal_noise import RevealNoise
 from ppreg.similarity.base import FixedOperand, SparseOperand
 from ppreg.similarity.operands import operand_pattern
 from ppreg.transport.channel import Channel, Message
@@ -138,11 +141,13 @@ class MPCServer(EngineServer):
     """Party2's half."""
 
     name = "mpc"
+    supports_reveal_noise = True
 
     def __init__(self, dealer: Channel, session: str, frac_bits: int = DEFAULT_FRAC_BITS):
         self.dealer, self.frac_bits = dealer, frac_bits
         self.seed = dealer_hello(dealer, "party2", session)
         self._operand = None
+        self._noise: RevealNoise | None = None
 
     def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
         if isinstance(operand, SparseOperand):
@@ -150,6 +155,7 @@ class MPCServer(EngineServer):
         else:
             encoded, columns = encode(operand.dense_matrix(), self.frac_bits), None
         self._operand = LevelOperand(encoded, columns, operand.shape[1])
+        self._noise = RevealNoise(self.reveal_noise, operand) if self.reveal_noise > 0 else None
         self._level = level_index
         mask = MaskStream(self.seed, v_label(level_index)).uint64(encoded.shape)
         channel.send("mpc_level", {"level": level_index, "operand_bound": power_of_two_bound(operand.max_abs())},
@@ -167,6 +173,8 @@ class MPCServer(EngineServer):
         selection = unpack_selection(message.arrays["selection"], m, q)
         share = self._operand.transpose_product(masked)
         share = ring_add(share, MaskStream(self.seed, z_label(level, counter)).uint64((m, q)))
+        if self._noise is not None:
+            share = ring_add(share, encode(self._noise.sample(m), 2 * self.frac_bits))
         channel.send("mpc_share", {"counter": counter}, share=share[selection])
 
     def close(self) -> None:
