@@ -21,6 +21,7 @@ def choose_samples(
     fraction: float,
     rng: np.random.Generator,
     gradient_magnitude: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Flat indices (sorted, int64) of the sampled voxels, or None for all voxels.
 
@@ -35,21 +36,25 @@ def choose_samples(
         Seeded from ``--seed``; sampling is reproducible, masks are not drawn from it.
     gradient_magnitude : ndarray, shape (n_voxels,), optional
         ‖∇I(W(x))‖ of the moving image at each fixed voxel (GMS only).
+    eligible : ndarray of bool, shape (n_voxels,), optional
+        Voxels that may be sampled (e.g. those mapping inside the moving image); the
+        fraction applies to the eligible ones.
     """
     if mode not in MODES:
         raise ConfigError(f"sampling must be one of {', '.join(MODES)}, got {mode!r}")
     if not 0.0 < fraction <= 1.0:
         raise ConfigError(f"sampling fraction must be in (0, 1], got {fraction}")
-    if mode == ALL:
-        return None
-    count = max(16, int(round(fraction * n_voxels)))
-    if count >= n_voxels:
-        return None
+    candidates = np.arange(n_voxels) if eligible is None else np.flatnonzero(eligible)
+    if len(candidates) < 16:
+        candidates = np.arange(n_voxels)  # degenerate overlap: let the optimiser see everything
+    count = max(16, int(round(fraction * len(candidates))))
+    if mode == ALL or count >= len(candidates):
+        return None if len(candidates) == n_voxels else candidates
     if mode == URS:
-        return np.sort(rng.choice(n_voxels, size=count, replace=False))
-    weights = np.asarray(gradient_magnitude, dtype=np.float64)
+        return np.sort(rng.choice(candidates, size=count, replace=False))
+    weights = np.asarray(gradient_magnitude, dtype=np.float64)[candidates]
     positive = np.count_nonzero(weights > 0)
     if positive < count:
         # Too few edges: give flat regions a small chance so the sample is still full size.
         weights = weights + max(float(weights.max()), 1.0) * 1e-3
-    return np.sort(rng.choice(n_voxels, size=count, replace=False, p=weights / weights.sum()))
+    return np.sort(rng.choice(candidates, size=count, replace=False, p=weights / weights.sum()))

@@ -30,6 +30,7 @@ from ppreg.similarity.ssd import ssd_features, ssd_step
 
 LM_INITIAL_DAMPING = 1e-3
 LM_MAX_DAMPING = 1e8
+OVERLAP_MARGIN = 1.0  # voxels of the moving level image
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class _LevelRun:
         sample_index = choose_samples(
             self.settings.sampling, self.grid.n_voxels, self.settings.sampling_fraction, rng,
             self._gradient_magnitude(params, all_points) if self.settings.sampling == GMS else None,
+            eligible=self._overlap(params, all_points),
         )
         self.points = all_points if sample_index is None else all_points[sample_index]
         self.points_h = np.vstack([self.points.T, np.ones(len(self.points))])  # (d+1, N), for index_map
@@ -136,6 +138,15 @@ class _LevelRun:
     def _sample_moving(self, params: np.ndarray, with_gradient: bool = True):
         coords = self.model.index_map(params, self.moving_level.image.grid) @ self.points_h
         return self.moving_level.sample_coordinates(coords, with_gradient)
+
+    def _overlap(self, params: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Fixed voxels mapping inside the moving image, at least OVERLAP_MARGIN voxels from
+        its border, at the level's starting transform. Samples are drawn from these only
+        (like ITK, which drops points outside the moving image), so the few that leave
+        the image during the level are the only ones counted as zero."""
+        index = self.moving_level.image.grid.physical_to_continuous_index(self.model.apply(params, points))
+        upper = np.asarray(self.moving_level.image.grid.size) - 1 - OVERLAP_MARGIN
+        return np.all((index >= OVERLAP_MARGIN) & (index <= upper), axis=1)
 
     def _gradient_magnitude(self, params: np.ndarray, points: np.ndarray) -> np.ndarray:
         _, gradient, _ = self.moving_level.sample(self.model.apply(params, points))
