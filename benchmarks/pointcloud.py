@@ -137,8 +137,8 @@ def _landmark_table(rows: dict) -> dict:
                     "displacement RMSE vs truth (mm)", "max diff. from clear (mm)"],
         "rows": table,
         "notes": ["Paper: Taiello et al. 2024; its MPC figure is one number for both parties.",
-                  "fhe1/fhe2 take one feature column per product, so party1 sends d = 3 result "
-                  "ciphertexts; party2's bytes include the public keys."],
+                  "fhe1/fhe2 return all d² entries of L in one result ciphertext (party1 sends one c1); "
+                  "party2's bytes include the public keys."],
     }
 
 
