@@ -135,7 +135,6 @@ def registration_differences(data_dir: Path, pets: tuple[str, ...] = ("fhe2", "f
     from ppreg.secure.runtime import in_process_session
     from ppreg.synthetic import known_affine, warp_with
 
-    _ensure_engines_registered()
     fixed = read_image(data_dir / "brain_t1_slice.png")
     moving = warp_with(fixed, *known_affine(2, 6.0, (4.0, -3.0), 0.05, fixed.grid.center()))
     lines = []
@@ -151,14 +150,6 @@ def registration_differences(data_dir: Path, pets: tuple[str, ...] = ("fhe2", "f
             lines.append(f"{pet}, {sampling}: RMSE to clear {difference['rmse_mm']:.4f} px, max {difference['max_mm']:.4f} px, "
                          f"{iterations} iterations, {outcomes[pet].wall_seconds:.1f} s")
     return lines
-
-
-def _ensure_engines_registered() -> None:
-    """Add fhe1/fhe2 to the engine registry of this process if it does not list them yet."""
-    from ppreg.secure import engines
-
-    for name, halves in ENGINES.items():
-        engines.AVAILABLE.setdefault(name, halves)
 
 
 def main(argv: list[str] | None = None) -> None:
