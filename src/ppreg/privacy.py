@@ -16,7 +16,8 @@ SEEN_BY_PARTY2 = {
     "mpc": "uniformly random masked features (F − U); nothing about the moving image",
     "fhe1": "the c1 polynomial of a re-randomised CKKS ciphertext of the result (uniform without party1's c0); "
             "nothing about the moving image",
-    "fhe2": "the c1 polynomial of a re-randomised CKKS ciphertext of the result (uniform without party1's c0); "
+    "fhe2": "the c1 polynomials of re-randomised CKKS ciphertexts of the result (uniform without party1's c0), "
+            "one per evaluation (B-spline: one per class block and plane, one for ΣI(W)·J); "
             "nothing about the moving image",
 }
 
@@ -26,7 +27,7 @@ SEEN_BY_PARTY1 = {
            "per evaluation the dealer's and party2's shares of the selected entries, which add up to them",
     "fhe1": "the public CKKS context and Galois keys (no secret key), G encrypted once per level, and "
             "noise-flooded decryption shares of the selected entries",
-    "fhe2": "the public CKKS context and Galois keys (no secret key), G encrypted once per level, and "
+    "fhe2": "the public CKKS context (no secret key, no Galois keys), G encrypted once per level, and "
             "noise-flooded decryption shares of the selected entries",
 }
 
