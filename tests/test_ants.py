@@ -311,3 +311,35 @@ def test_encoding_budget_of_the_protocol():
 def test_config_file_matches_defaults():
     assert load_config(AntsConfig, Path(__file__).resolve().parents[1] / "configs" / "ants.yaml", {}) \
         == AntsConfig().validate()
+
+
+def test_three_processes_run_ants_over_tls(tmp_path, slice_case):
+    """party2 (ppreg serve) runs its SyN half in its own process; the dealer serves the CC
+    correlations; the result equals the in-process run with the same fixed iterations."""
+    from test_three_process import party1, start, stop  # noqa: PLC0415 - the shared process helpers
+
+    from ppreg.transport.keys import make_keys
+
+    fixed, moving, _, mask = slice_case
+    certs = tmp_path / "certs"
+    make_keys(certs)
+    write_image(moving, tmp_path / "moving.nii.gz")
+    write_image(fixed, tmp_path / "fixed.nii.gz")
+    dealer, dealer_port = start(["dealer", "--listen", "127.0.0.1:0", "--certs", str(certs)], r"port (\d+)")
+    party2, party2_port = start(["serve", str(tmp_path / "fixed.nii.gz"), "--listen", "127.0.0.1:0", "--certs",
+                                 str(certs), "--dealer", f"127.0.0.1:{dealer_port}"], r"port (\d+)")
+    options = ["--pet", "mpc", "--levels", "2x1", "--smoothing", "1x0", "--iterations", "6x3", "--convergence", "0",
+               "--quiet"]
+    try:
+        remote = party1(["ants", str(tmp_path / "moving.nii.gz"), "--peer", f"127.0.0.1:{party2_port}",
+                         "--dealer", f"127.0.0.1:{dealer_port}", "--certs", str(certs), "-o", str(tmp_path / "r_"),
+                         *options])
+    finally:
+        stop(party2, dealer)
+    assert remote.returncode == 0, remote.stderr
+    local = party1(["ants", str(tmp_path / "moving.nii.gz"), str(tmp_path / "fixed.nii.gz"),
+                    "-o", str(tmp_path / "l_"), *options])
+    assert local.returncode == 0, local.stderr
+    compare = party1(["compare", str(tmp_path / "r_warp.nii.gz"), str(tmp_path / "l_warp.nii.gz"),
+                      "-r", str(tmp_path / "fixed.nii.gz")])
+    assert json.loads(compare.stdout)["rmse_mm"] < 0.02, compare.stdout
