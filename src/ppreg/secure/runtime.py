@@ -151,6 +151,11 @@ def _serve_sessions(listener: Listener, serve_one, on_session, sessions: int | N
                 on_session(served, None, error)
             if sessions is not None and served >= sessions:
                 raise
+        except Exception as error:  # a bug hit by one session must not take the server down
+            if on_session is not None:
+                on_session(served, None, PpregError(f"internal error: {type(error).__name__}: {error}"))
+            if sessions is not None and served >= sessions:
+                raise
         finally:
             if channel is not None:
                 channel.close()

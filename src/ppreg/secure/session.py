@@ -16,6 +16,7 @@ encrypted features, except for the clear engine, where party2 *sends* its image)
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -148,7 +149,8 @@ class FixedParty:
         engine = None
         self.busy_seconds = 0.0
         try:
-            engine = self._handshake(channel)
+            with party1_input("hello"):
+                engine = self._handshake(channel)
             while True:
                 message = channel.recv() if self.model != SYN_MODEL else self._serve_syn(channel, engine)
                 started = time.perf_counter()
@@ -157,10 +159,11 @@ class FixedParty:
                               "busy_seconds": self.busy_seconds, "pet": engine.name}
                     channel.send("bye", report)
                     return report
-                if message.kind == "level":
-                    self._start_level(channel, engine, message)
-                else:
-                    engine.serve_product(channel, message)
+                with party1_input(message.kind):
+                    if message.kind == "level":
+                        self._start_level(channel, engine, message)
+                    else:
+                        engine.serve_product(channel, message)
                 self.busy_seconds += time.perf_counter() - started
         except PpregError as error:
             # Tell party1 why we stop: a bad frame or request, or the dealer gone. When
@@ -221,6 +224,7 @@ class FixedParty:
                 raise ProtocolError("party2 holds a point set: only unsampled 'points' levels are possible")
             fixed_level = self.fixed  # a point set has no pyramid
         else:
+            check_level_request(request, self.fixed.grid)
             fixed_level = pyramid_level(self.fixed, request.shrink, request.sigma)
         if samples is not None:
             samples = np.asarray(samples, dtype=np.int64)
@@ -229,3 +233,24 @@ class FixedParty:
         operand = build_fixed_operand(request, fixed_level, samples)
         engine.start_level(channel, int(message.meta["index"]), operand, fixed_level)
         channel.send("level_ready", {}, **operand.summary)
+
+
+@contextlib.contextmanager
+def party1_input(kind: str):
+    """A message from party1 with content party2 cannot use (a missing key, a value of the
+    wrong type) fails the session as a protocol error, named to party1, not as a crash."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
+        raise ProtocolError(f"malformed {kind!r} message from party1 ({type(error).__name__}: {error})") from None
+
+
+def check_level_request(request: LevelRequest, grid: Grid) -> None:
+    """Refuse a level party2 should not compute: shrink or smoothing beyond the image, or
+    an operand with absurdly many columns (a bad or hostile request would exhaust memory)."""
+    largest = max(grid.size)
+    if not 1 <= request.shrink <= largest or not 0 <= request.sigma <= largest:
+        raise ProtocolError(f"level request out of range: shrink {request.shrink}, sigma {request.sigma} "
+                            f"for an image of {largest} voxels")
+    if request.model.dim != grid.dim or operand_columns(request) > max(grid.n_voxels, 4096):
+        raise ProtocolError("level request does not fit party2's image (dimension or operand size)")
