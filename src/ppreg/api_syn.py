@@ -15,6 +15,7 @@ from ppreg.io.images import Grid, Image, warped_output_path, write_image
 from ppreg.io.outputs import OutputSet
 from ppreg.io.report import write_report
 from ppreg.io.transforms import read_linear_transform, read_transform
+from ppreg.privacy import THREAT_MODEL
 from ppreg.qc import qc_picture, qc_report_entry, write_png
 from ppreg.registration.affine import IterationCallback
 from ppreg.registration.syn import SynResult, SynSettings, register_syn
@@ -22,7 +23,6 @@ from ppreg.secure.cc import check_syn_pet
 from ppreg.secure.session import FixedPartyProxy, Traffic, traffic_between
 from ppreg.similarity.cc import METRIC_NAME
 
-THREAT_MODEL = "semi-honest parties, non-colluding dealer"
 
 
 @dataclass
@@ -79,8 +79,11 @@ def syn_revealed(pet: str, result: SynResult) -> dict:
     else:
         to_party1["engine_messages"] = to_party2["engine_messages"] = \
             "uniformly random masked values (8 ring elements per voxel per iteration)"
+    to_party1["reveal_noise"] = {"sigma": 0.0, "applies_to": "nothing (--reveal-noise is refused for ants)"}
+    dealer = {"present": pet == "mpc", "sees": "the level grid shape, the window radius and the iteration counter; "
+              "never data" if pet == "mpc" else "no dealer in this engine"}
     return {"threat_model": THREAT_MODEL, "revealed_to_party1": to_party1, "revealed_to_party2": to_party2,
-            "force_values_discarded": result.discarded_voxels}
+            "revealed_to_dealer": dealer, "force_values_discarded": result.discarded_voxels}
 
 
 def ants_report(outcome: SynOutcome, moving: Image, moving_path, fixed_path, accuracy: dict | None,
