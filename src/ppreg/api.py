@@ -18,7 +18,7 @@ from ppreg.io.report import image_description, write_report
 from ppreg.io.transforms import linear_to_sitk, mapped_points, read_linear_transform, read_transform, write_transform
 from ppreg.registration.affine import AffineResult, AffineSettings, IterationCallback, register_affine
 from ppreg.registration.bspline import BSplineSettings, register_bspline
-from ppreg.secure.session import FixedPartyProxy, Traffic, traffic_between
+from ppreg.secure.session import FixedPartyProxy, Traffic
 from ppreg.privacy import bspline_revealed, revealed_quantities
 from ppreg.qc import qc_picture, qc_report_entry, write_png
 
@@ -54,11 +54,11 @@ def run_affine(
 ) -> AffineOutcome:
     """Register ``moving`` against the fixed image behind ``proxy`` (any engine, any transport)."""
     settings = affine_settings(config, moving, initial_transform)
-    started, before = time.perf_counter(), proxy.snapshot()
+    started = time.perf_counter()
     proxy.reveal_noise = config.reveal_noise
     result = register_affine(moving, proxy, settings, on_iteration)
     party2 = proxy.close()
-    total = traffic_between(proxy.snapshot(), before)
+    total = proxy.session_traffic()
     return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2,
                          proxy.reveal_noise)
 
@@ -74,11 +74,11 @@ def run_bspline(
         sampling=config.sampling, sampling_fraction=config.sampling_fraction, seed=config.seed,
         convergence=config.convergence, initial=initial,
     )
-    started, before = time.perf_counter(), proxy.snapshot()
+    started = time.perf_counter()
     proxy.reveal_noise = config.reveal_noise
     result = register_bspline(moving, proxy, settings, on_iteration)
     party2 = proxy.close()
-    total = traffic_between(proxy.snapshot(), before)
+    total = proxy.session_traffic()
     return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2,
                          proxy.reveal_noise)
 

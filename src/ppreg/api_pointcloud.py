@@ -15,7 +15,7 @@ from ppreg.io.report import write_report
 from ppreg.io.transforms import linear_to_sitk, similarity_to_sitk, write_transform
 from ppreg.privacy import pointcloud_revealed
 from ppreg.registration.pointcloud import PointcloudResult, register_pointcloud
-from ppreg.secure.session import FixedPartyProxy, Traffic, traffic_between
+from ppreg.secure.session import FixedPartyProxy, Traffic
 
 
 @dataclass
@@ -44,10 +44,10 @@ def run_pointcloud(moving: PointSet, proxy: FixedPartyProxy, scaling: bool = Fal
 
     The solution is closed-form: ``seed`` is only recorded (masks are always secret-random).
     """
-    started, before = time.perf_counter(), proxy.snapshot()
+    started = time.perf_counter()
     result = register_pointcloud(moving, proxy, scaling)
     party2 = proxy.close()
-    total = traffic_between(proxy.snapshot(), before)
+    total = proxy.session_traffic()
     return PointcloudOutcome(result, proxy.engine.name, scaling, seed, time.perf_counter() - started, total, party2)
 
 

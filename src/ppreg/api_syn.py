@@ -20,7 +20,7 @@ from ppreg.qc import qc_picture, qc_report_entry, write_png
 from ppreg.registration.affine import IterationCallback
 from ppreg.registration.syn import SynResult, SynSettings, register_syn
 from ppreg.secure.cc import check_syn_pet
-from ppreg.secure.session import FixedPartyProxy, Traffic, traffic_between
+from ppreg.secure.session import FixedPartyProxy, Traffic
 from ppreg.similarity.cc import METRIC_NAME
 
 
@@ -52,10 +52,10 @@ def run_ants(moving: Image, proxy: FixedPartyProxy, config: AntsConfig, initial_
     """Symmetric SyN of ``moving`` with the fixed image behind ``proxy`` (clear or mpc)."""
     check_syn_pet(config.pet)
     settings = syn_settings(config, moving.dim, initial_transform)
-    started, before = time.perf_counter(), proxy.snapshot()
+    started = time.perf_counter()
     result = register_syn(moving, proxy, settings, on_iteration)
     party2 = proxy.close()
-    total = traffic_between(proxy.snapshot(), before)
+    total = proxy.session_traffic()
     return SynOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2)
 
 

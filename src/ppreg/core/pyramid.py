@@ -48,10 +48,15 @@ def build_schedule(levels: str, smoothing: str, iterations: str) -> list[LevelSp
 
 
 def shrink_grid(grid: Grid, factor: int) -> Grid:
-    """Grid of an image shrunk by ``factor`` (ITK ShrinkImageFilter geometry)."""
+    """Grid of an image shrunk by ``factor`` (ITK ShrinkImageFilter geometry: same centre)."""
     size = tuple(max(1, n // factor) for n in grid.size)
-    offset = grid.index_to_physical_matrix() @ np.full(grid.dim, (factor - 1) / 2.0)
+    offset = grid.index_to_physical_matrix() @ _first_sample(grid.size, size, factor)
     return Grid(size=size, spacing=grid.spacing * factor, origin=grid.origin + offset, direction=grid.direction)
+
+
+def _first_sample(size, shrunk_size, factor: int) -> np.ndarray:
+    """Continuous input index (ITK order) of shrunk voxel 0, so both grids share their centre."""
+    return ((np.asarray(size) - 1) - (np.asarray(shrunk_size) - 1) * factor) / 2.0
 
 
 def pyramid_level(image: Image, shrink: int, sigma: float) -> Image:
@@ -60,7 +65,8 @@ def pyramid_level(image: Image, shrink: int, sigma: float) -> Image:
     if shrink == 1:
         return Image(array=np.ascontiguousarray(smoothed, dtype=np.float64), grid=image.grid)
     grid = shrink_grid(image.grid, shrink)
-    axes = [np.arange(n) * shrink + (shrink - 1) / 2.0 for n in grid.shape]
+    first = _first_sample(image.grid.size, grid.size, shrink)[::-1]  # numpy order
+    axes = [np.arange(n) * shrink + start for n, start in zip(grid.shape, first)]
     coords = np.meshgrid(*axes, indexing="ij")
     values = ndimage.map_coordinates(smoothed, coords, order=1, mode="nearest")
     return Image(array=values, grid=grid)

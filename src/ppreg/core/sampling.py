@@ -50,11 +50,18 @@ def choose_samples(
     count = max(16, int(round(fraction * len(candidates))))
     if mode == ALL or count >= len(candidates):
         return None if len(candidates) == n_voxels else candidates
+    # One uniform key per voxel of the grid, drawn whatever is eligible, and the best keys
+    # win: a voxel entering or leaving the eligible set moves at most one sample, so two
+    # runs a hair apart (clear vs mpc) keep the same sample.
+    keys = rng.random(n_voxels)[candidates]
     if mode == URS:
-        return np.sort(rng.choice(candidates, size=count, replace=False))
-    weights = np.asarray(gradient_magnitude, dtype=np.float64)[candidates]
-    positive = np.count_nonzero(weights > 0)
-    if positive < count:
-        # Too few edges: give flat regions a small chance so the sample is still full size.
-        weights = weights + max(float(weights.max()), 1.0) * 1e-3
-    return np.sort(rng.choice(candidates, size=count, replace=False, p=weights / weights.sum()))
+        scores = keys
+    else:
+        # Weighted sampling without replacement (Efraimidis & Spirakis): score log(u)/w.
+        weights = np.asarray(gradient_magnitude, dtype=np.float64)[candidates]
+        if np.count_nonzero(weights > 0) < count:
+            # Too few edges: give flat regions a small chance so the sample is still full size.
+            weights = weights + max(float(weights.max()), 1.0) * 1e-3
+        with np.errstate(divide="ignore"):
+            scores = np.log(np.maximum(keys, 1e-300)) / weights
+    return np.sort(candidates[np.argpartition(-scores, count - 1)[:count]])

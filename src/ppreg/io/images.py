@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel
 import numpy as np
 import SimpleITK as sitk
 
@@ -157,6 +158,8 @@ def read_image(path: str | os.PathLike, expect_dim: int | None = None) -> Image:
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
         raise InputError(f"cannot read image {path}: {first_line}") from None
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti(path)
     if raw.GetNumberOfComponentsPerPixel() > 1:
         raw = _to_luminance(raw)
     image = image_from_sitk(raw)
@@ -170,6 +173,19 @@ def read_image(path: str | os.PathLike, expect_dim: int | None = None) -> Image:
     if image.array.size < 4**image.dim:
         raise InputError(f"{path} is too small to register ({image.grid.size})")
     return image
+
+
+def _check_nifti(path: Path) -> None:
+    """NIfTI checks SimpleITK skips: it zero-fills a truncated file and reads NaN as 0.
+
+    nibabel reads the voxels as stored, so truncation and NaN become input errors.
+    """
+    try:
+        data = np.asanyarray(nibabel.load(str(path)).dataobj)
+    except Exception as error:  # nibabel raises many types for a damaged file
+        raise InputError(f"cannot read image {path}: corrupt or truncated NIfTI ({type(error).__name__})") from None
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputError(f"{path} contains NaN or infinite values")
 
 
 def _to_luminance(raw: sitk.Image) -> sitk.Image:
@@ -202,12 +218,16 @@ def is_png_like(path: str | os.PathLike) -> bool:
 def write_image(image: Image, path: str | os.PathLike, like: str | os.PathLike | None = None) -> Path:
     """Write ``image`` atomically (temp file in the same folder, then rename).
 
-    PNG-like outputs are rescaled to uint8 only if values leave [0, 255]; otherwise
-    values are rounded and clipped to uint8 (so a PNG input round-trips).
+    PNG-like outputs are rescaled linearly to [0, 255] only if values leave that range;
+    otherwise values are rounded to uint8 (so a PNG input round-trips).
     """
     path = Path(path)
     if is_png_like(path):
-        values = np.clip(np.rint(image.array), 0, 255).astype(np.uint8)
+        values = image.array
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 255:
+            values = (values - low) * (255.0 / (high - low if high > low else 1.0))
+        values = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         out = sitk.GetImageFromArray(values)
         out.SetSpacing(tuple(float(v) for v in image.grid.spacing))
         out.SetOrigin(tuple(float(v) for v in image.grid.origin))
@@ -230,10 +250,17 @@ def write_atomically(path: Path, writer, suffix: str = "") -> None:
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        tmp.chmod(0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def warped_output_path(prefix: str, moving_path: str | os.PathLike) -> Path:

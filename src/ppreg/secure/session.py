@@ -118,6 +118,11 @@ class FixedPartyProxy:
             raise ValueError(f"features have {features.shape[0]} rows, the level has {self._level.operand_shape[0]}")
         return self.engine.product(self.channel, features, selection)
 
+    def session_traffic(self) -> Traffic:
+        """Everything sent since the channels opened (dealer handshake included)."""
+        empty = (TrafficStats(), None if self.dealer_channel is None else TrafficStats())
+        return traffic_between(self.snapshot(), empty)
+
     def snapshot(self) -> tuple[TrafficStats, TrafficStats | None]:
         dealer = self.dealer_channel.stats.copy() if self.dealer_channel is not None else None
         return self.channel.stats.copy(), dealer
