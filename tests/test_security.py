@@ -118,7 +118,7 @@ def mpc_config(**settings) -> AffineConfig:
 
 SSD_3D = dict(metric="ssd", sampling="urs", sampling_fraction=0.1, levels="4x2x1", smoothing="2x1x0",
               iterations="50x30x10", seed=0)
-MI_2D = dict(metric="mi", sampling="urs", sampling_fraction=0.1, levels="4x2", smoothing="2x1", iterations="15x5",
+MI_2D = dict(metric="mi", sampling="urs", sampling_fraction=0.05, levels="4x2", smoothing="2x1", iterations="6x3",
              bins=16, seed=0)
 
 
