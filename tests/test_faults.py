@@ -138,6 +138,7 @@ def run_and_kill(certs: Path, workdir: Path, target: str, kill_at: int) -> dict:
 def test_survivor_exits_3_quickly_without_outputs(certs, kill_points, tmp_path, target):
     points = kill_points[target]
     assert {phase for _, phase, _ in points} == {"setup", "iterations"}
+    seconds = []
     for number, (kill_at, phase, what) in enumerate(points):
         outcome = run_and_kill(certs, tmp_path / f"kill{number}", target, kill_at)
         where = f"{target} killed at message {kill_at} ({phase}: {what})"
@@ -151,6 +152,9 @@ def test_survivor_exits_3_quickly_without_outputs(certs, kill_points, tmp_path, 
         assert outcome["seconds"] < SURVIVOR_SECONDS, f"{where}: party1 took {outcome['seconds']:.1f} s"
         assert outcome["outputs"] == [], f"{where}: partial outputs {outcome['outputs']}"
         assert outcome["other_alive"], f"{where}: the other server died too"
+        seconds.append(outcome["seconds"])
+    print(f"\n{target} killed at {[point[:2] for point in points]}: party1 exited 3 after "
+          f"{min(seconds):.1f}–{max(seconds):.1f} s")  # shown with pytest -s
 
 
 # --- a running `ppreg serve` against malformed input --------------------------------------
@@ -331,6 +335,8 @@ def test_fuzzed_frames_are_refused_and_serve_keeps_serving(certs, served, tmp_pa
     assert len(failed) == FUZZ_FRAMES + RAW_GARBAGE, log[-3000:]
     assert all(line.startswith("ppreg party2: session ") for line in failed)
     assert error_frames >= FUZZ_FRAMES // 2, f"only {error_frames} refusals named a reason"
+    print(f"\nfuzz: {kinds} corrupted sessions and {RAW_GARBAGE} non-TLS ones, all refused; "
+          f"{error_frames} error frames named the reason")  # shown with pytest -s
     assert '"session": %d' % (FUZZ_FRAMES + RAW_GARBAGE + 1) in log  # the real registration, right after
 
 

@@ -63,6 +63,7 @@ def test_twenty_registrations_in_a_row_without_growth(servers):
             wait_for_line(log, f'"session": {number},')
         if number in (WARM_UP, SESSIONS):
             measured[number] = {name: resources(process.pid) for name, process in processes.items()}
+    print(f"\nafter session {WARM_UP} and {SESSIONS}: {measured}")  # shown with pytest -s
     for name, process in processes.items():
         assert process.poll() is None, f"{name} stopped"
         before, after = measured[WARM_UP][name], measured[SESSIONS][name]
