@@ -40,6 +40,7 @@ SIGMAS = {"affine": (0.0, 0.3, 1.0, 3.0), "bspline": (0.0, 0.01, 0.03, 0.1, 0.3)
 QUICK_SIGMAS = {"affine": (0.0, 1.0), "bspline": (0.0, 0.03)}
 DAMPINGS = (1e-3, 1e-1, 1.0, 10.0)
 BLURS = (0.5, 1.0)  # prior width (level voxels)
+QUICK_GRID = ((1e-3, 1.0), (1.0, 1.0))  # (damping, blur) pairs tried in a quick run
 LSQR_ITERATIONS = 100
 FULL = {"affine": dict(levels="4x2x1", smoothing="2x1x0", iterations="100x50x25"),
         "bspline": dict(levels="4x2x1", smoothing="2x1x0", iterations="50x30x20")}
@@ -50,6 +51,7 @@ SEARCHED_LEVELS = 2  # B-spline: full grid search on the two coarsest levels; fi
 
 def run(quick: bool) -> dict:
     schedules, sigmas = (QUICK, QUICK_SIGMAS) if quick else (FULL, SIGMAS)
+    grid = QUICK_GRID if quick else tuple((damping, blur) for damping in DAMPINGS for blur in BLURS)
     fixed, mask = read_image(DATA_DIR / "r16.png"), read_image(DATA_DIR / "r16_mask.png").array > 0
     cases = known_cases(fixed)
     inter_subject = read_image(DATA_DIR / "r64.png")
@@ -57,11 +59,11 @@ def run(quick: bool) -> dict:
     for model in ("affine", "bspline"):
         moving, truth = cases[model]
         for sigma in sigmas[model]:
-            rows.append(measure(model, "known", fixed, moving, truth, mask, schedules[model], sigma))
-        rows.append(measure(model, "inter-subject", fixed, inter_subject, None, mask, schedules[model], 0.0))
+            rows.append(measure(model, "known", fixed, moving, truth, mask, schedules[model], sigma, grid))
+        rows.append(measure(model, "inter-subject", fixed, inter_subject, None, mask, schedules[model], 0.0, grid))
         if not quick:
             rows.append(measure(model, "inter-subject", fixed, inter_subject, None, mask, schedules[model], 0.0,
-                                sampling="urs"))
+                                grid, sampling="urs"))
     return {"title": TITLE, "issue": 10, "pet": PET, "sigmas": sigmas, "schedules": schedules,
             "dampings": DAMPINGS, "blurs": BLURS, "runs": rows, "summary": summary(rows),
             "tables": [levels_table(rows), tradeoff_table(rows)]}
@@ -76,7 +78,7 @@ def known_cases(fixed: Image) -> dict:
 
 
 def measure(model: str, case: str, fixed: Image, moving: Image, truth, mask: np.ndarray, schedule: dict,
-            sigma: float, sampling: str = "all") -> dict:
+            sigma: float, grid: tuple, sampling: str = "all") -> dict:
     """One registration with party1 eavesdropping, then the attack on every level."""
     config_class, run_model = (AffineConfig, run_affine) if model == "affine" else (BSplineConfig, run_bspline)
     config = config_class(pet=PET, reveal_noise=sigma, sampling=sampling, **schedule).validate()
@@ -91,7 +93,7 @@ def measure(model: str, case: str, fixed: Image, moving: Image, truth, mask: np.
     for level in spy.levels:
         level_truth = pyramid_level(normalized, level.request.shrink, level.request.sigma).array
         level_mask = pyramid_level(Image(array=mask.astype(float), grid=fixed.grid), level.request.shrink, 0).array > 0.5
-        settings = [best_setting] if model == "bspline" and level.index >= SEARCHED_LEVELS else None
+        settings = [best_setting] if model == "bspline" and level.index >= SEARCHED_LEVELS else grid
         attack = attack_level(model, level, level_truth, level_mask, settings)
         best_setting = (attack["damping"], attack["blur"])
         levels.append(attack)
@@ -101,8 +103,8 @@ def measure(model: str, case: str, fixed: Image, moving: Image, truth, mask: np.
             "cost_final": outcome.result.metric_final, "levels": levels}
 
 
-def attack_level(model: str, level, truth: np.ndarray, mask: np.ndarray, settings=None) -> dict:
-    """Best-scoring reconstruction of the level image over the regularisation grid."""
+def attack_level(model: str, level, truth: np.ndarray, mask: np.ndarray, settings) -> dict:
+    """Best-scoring reconstruction of the level image over (damping, blur) ``settings``."""
     if model == "affine":
         equations, values = ssd_rows(level)
         norms = np.linalg.norm(equations, axis=1)
@@ -111,7 +113,7 @@ def attack_level(model: str, level, truth: np.ndarray, mask: np.ndarray, setting
         values, norms = equations.values, equations.row_norms()
     model_error = float(np.max(np.abs(equations @ truth.ravel() - values)) / np.max(np.abs(values)))
     started, best = time.perf_counter(), None
-    for damping, blur in settings or [(d, b) for d in DAMPINGS for b in BLURS]:
+    for damping, blur in settings:
         estimate = np.clip(reconstruct(equations, values, norms, truth.shape, damping, blur, LSQR_ITERATIONS), 0, 1)
         score = scores(estimate, truth, mask)
         if best is None or score["psnr_db"] > best["psnr_db"]:
