@@ -19,6 +19,7 @@ import pytest
 
 from ppreg.transport.keys import make_keys
 from test_three_process import stop
+from test_transport_tls import certs  # noqa: F401 - the module-scoped certificates fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -75,13 +76,6 @@ def read_events(log: Path) -> list[tuple[int, str, str]]:
         index, phase, *what = line.split()
         events.append((int(index), phase, " ".join(what)))
     return events
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("certs")
-    make_keys(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
