@@ -66,6 +66,10 @@ def party1(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess
     return subprocess.run(PPREG + args, capture_output=True, text=True, timeout=timeout)
 
 
+# 40 full-resolution levels: each re-opens the level with party2, so the run lasts many
+# seconds whatever the optimiser does (a single level can converge before the kill).
+LONG_SCHEDULE = ["--levels", "x".join(["1"] * 40), "--smoothing", "x".join(["0"] * 40),
+                 "--iterations", "x".join(["30"] * 40), "--convergence", "1e-12"]
 REGISTRATION = ["--pet", "mpc", "--levels", "4x2x1", "--smoothing", "2x1x0", "--iterations", "30x20x10",
                 "--quiet"]
 
@@ -94,8 +98,7 @@ def test_killing_party2_mid_run_exits_3_without_outputs(tmp_path, certs, servers
     process = subprocess.Popen(
         PPREG + ["affine", str(DATA / "r64.png"), "--peer", f"127.0.0.1:{servers['party2_port']}",
                  "--dealer", f"127.0.0.1:{servers['dealer_port']}", "--certs", str(certs), "-o", str(prefix),
-                 "--pet", "mpc", "--levels", "1", "--smoothing", "0", "--iterations", "100000",
-                 "--convergence", "1e-12", "--quiet"],
+                 "--pet", "mpc", *LONG_SCHEDULE, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4.0)  # party1 is iterating by now (the 2D level takes ms per iteration)
     assert process.poll() is None, process.stderr.read()
