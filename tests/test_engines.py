@@ -24,33 +24,20 @@ ORACLE_RMSE_MM = 0.05
 # MPC cost grows with samples × (bins·(d+1))², so the MI cases use short schedules and 16 bins.
 ORACLE_CASES = [
     RunSpec("r16"),
+    RunSpec("r16", sampling="urs", sampling_fraction=0.1),
     RunSpec("r16", sampling="gms", sampling_fraction=0.1),
     RunSpec("r16_rigid"),
     RunSpec("mni"),
     RunSpec("mni", sampling="urs", sampling_fraction=0.1),
     RunSpec("mni", sampling="gms", sampling_fraction=0.1),
-    RunSpec("r16", metric="mi", sampling="all", levels="8x4", smoothing="4x2", iterations="50x50", bins=16),
+    RunSpec("r16", metric="mi", sampling="all", levels="8", smoothing="4", iterations="60", bins=16),
     RunSpec("r16", metric="mi", sampling="gms", sampling_fraction=0.3, levels="4", smoothing="2", iterations="100",
             bins=16),
-    RunSpec("t1pd", metric="mi", sampling="urs", sampling_fraction=0.3, levels="4", smoothing="2", iterations="100",
-            bins=16),
+    RunSpec("t1pd", metric="mi", sampling="urs", sampling_fraction=0.2, levels="4x2", smoothing="2x1",
+            iterations="50x30", bins=16),
     RunSpec("mni_remapped", metric="mi", sampling="urs", sampling_fraction=0.2, levels="4", smoothing="2",
             iterations="100", bins=16),
 ]
-# Cases that fail for a reason outside the engine (see the reason).
-KNOWN_BUGS = {
-    RunSpec("r16", sampling="urs", sampling_fraction=0.1): (
-        "BUG: samples are drawn from the voxels that map inside the moving image at each level's start; the "
-        "clear and mpc runs end level 1 a hair apart, one border voxel changes eligibility and the whole URS "
-        "draw of level 2 changes (0.074 px apart instead of < 0.01)"),
-}
-
-
-def oracle_param(spec: RunSpec, bug: str | None = None):
-    marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
-    return pytest.param(spec, id=spec.label(), marks=marks)
-
-
 def engine_param(name: str):
     """The engine as a test parameter, skipped (with the engine's own message) if unavailable."""
     try:
@@ -60,8 +47,7 @@ def engine_param(name: str):
     return pytest.param(name, id=name)
 
 
-@pytest.mark.parametrize("spec", [oracle_param(spec) for spec in ORACLE_CASES]
-                         + [oracle_param(spec, bug) for spec, bug in KNOWN_BUGS.items()])
+@pytest.mark.parametrize("spec", [pytest.param(spec, id=spec.label()) for spec in ORACLE_CASES])
 @pytest.mark.parametrize("engine", [engine_param(name) for name in ENGINES])
 def test_secure_engine_matches_the_clear_oracle(registrations, engine, spec):
     clear = registrations(spec)

@@ -213,7 +213,7 @@ class _LevelRun:
         features = mi_features(warped, gradient, inside, scale, self.model.scale)
         selection = mi_selection(self.settings.bins, self.model.dim)
         product = self.proxy.product(features, selection)
-        value, gradient_affine = mi_value_and_gradient(product, int(inside.sum()), self.settings.bins, self.model.dim)
+        value, gradient_affine = mi_value_and_gradient(product, len(warped), self.settings.bins, self.model.dim)
         gradient_model = self.model.affine_jacobian(params).T @ gradient_affine
         return -value, -gradient_model
 

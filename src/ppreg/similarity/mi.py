@@ -160,11 +160,13 @@ WINDOW = 4  # bins touched by the cubic B-spline window
 def mi_features(
     warped: np.ndarray, gradient: np.ndarray, inside: np.ndarray, scale: ParzenScale, model_scale: float
 ) -> ParzenFeatures:
-    """Party1's features; rows of samples outside the moving image are 0."""
+    """Party1's features. A sample outside the moving image counts as intensity 0 (the
+    image minimum: zero padding, as for SSD) with no gradient, so moving the overlap
+    away can never raise MI by dropping samples from the histogram."""
     position = scale.position(warped)
     first_bin = np.clip(np.floor(position).astype(np.int64) - 1, 0, scale.n_bins - WINDOW)
     offset = (first_bin[:, None] + np.arange(WINDOW)[None, :]) - position[:, None]  # r − η
-    weights = cubic_bspline(offset) * inside[:, None]
+    weights = cubic_bspline(offset)
     # dψ(r − η)/dθ = −β³'(r − η)·slope·∇I·∂W/∂θ; ∂W/∂θ_aff(k, j) = s·X̃_j e_k
     derivative_weights = -cubic_bspline_derivative(offset) * (scale.slope * inside)[:, None]
     return ParzenFeatures(first_bin, weights, derivative_weights, model_scale * gradient, scale.n_bins)
