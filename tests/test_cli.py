@@ -291,9 +291,9 @@ BAD_AFFINE_INPUTS = {
                                               "--reference-transform", p["moving_png"].parent / "absent.tfm"],
     "mask_of_wrong_shape": lambda p: [p["moving_png"], DATA_DIR / "r16.png", *TINY,
                                       "--reference-transform", p["truth_2d"], "--mask", p["small_mask"]],
+    "nan_nifti": lambda p: [p["nan_nii"], DATA_DIR / "r16.png", *TINY],
+    "truncated_nifti": lambda p: [p["moving_nii"], p["truncated_nii"], *TINY],
 }
-BAD_AFFINE_INPUTS["nan_nifti"] = lambda p: [p["nan_nii"], DATA_DIR / "r16.png", *TINY]
-BAD_AFFINE_INPUTS["truncated_nifti"] = lambda p: [p["moving_nii"], p["truncated_nii"], *TINY]
 BAD_CASES = [pytest.param(build, id=name) for name, build in BAD_AFFINE_INPUTS.items()]
 
 

@@ -31,7 +31,7 @@ ORACLE_CASES = [
     RunSpec("mni", sampling="urs", sampling_fraction=0.1),
     RunSpec("mni", sampling="gms", sampling_fraction=0.1),
     RunSpec("r16", metric="mi", sampling="all", levels="8", smoothing="4", iterations="60", bins=16),
-    RunSpec("r16", metric="mi", sampling="gms", sampling_fraction=0.3, levels="4", smoothing="2", iterations="100",
+    RunSpec("r16", metric="mi", sampling="gms", sampling_fraction=0.3, levels="4", smoothing="2", iterations="40",
             bins=16),
     RunSpec("t1pd", metric="mi", sampling="urs", sampling_fraction=0.2, levels="4x2", smoothing="2x1",
             iterations="50x30", bins=16),
