@@ -42,16 +42,9 @@ class AffineConfig:
     def validate(self) -> "AffineConfig":
         _choice("transform", self.transform, ("rigid", "affine"))
         _choice("metric", self.metric, ("ssd", "mi"))
-        _choice("pet", self.pet, PETS)
-        _choice("sampling", self.sampling, MODES)
-        if not 0.0 < self.sampling_fraction <= 1.0:
-            raise ConfigError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
         if not 8 <= self.bins <= 256:
             raise ConfigError(f"bins must be between 8 and 256, got {self.bins}")
-        if self.convergence <= 0:
-            raise ConfigError(f"convergence must be positive, got {self.convergence}")
-        check_reveal_noise(self.reveal_noise)
-        self.schedule()
+        _check_sampled_registration(self)
         return self
 
 
@@ -79,18 +72,11 @@ class BSplineConfig:
         return tuple(build_schedule(self.levels, self.smoothing, self.iterations))
 
     def validate(self) -> "BSplineConfig":
-        _choice("pet", self.pet, PETS)
-        _choice("sampling", self.sampling, MODES)
-        if not 0.0 < self.sampling_fraction <= 1.0:
-            raise ConfigError(f"sampling_fraction must be in (0, 1], got {self.sampling_fraction}")
         if self.grid_spacing < 0:
             raise ConfigError(f"grid_spacing must be ≥ 0 mm (0 = 5 voxels), got {self.grid_spacing}")
         if self.regularization < 0:
             raise ConfigError(f"regularization must be ≥ 0, got {self.regularization}")
-        if self.convergence <= 0:
-            raise ConfigError(f"convergence must be positive, got {self.convergence}")
-        check_reveal_noise(self.reveal_noise)
-        self.schedule()
+        _check_sampled_registration(self)
         return self
 
 
@@ -125,6 +111,19 @@ class AntsConfig:
             raise ConfigError(f"convergence must be ≥ 0 (0 = run every iteration), got {self.convergence}")
         self.schedule()
         return self
+
+
+def _check_sampled_registration(config) -> None:
+    """Checks shared by the sampled image models (affine, bspline): engine, sampling,
+    convergence, reveal noise and the pyramid schedule."""
+    _choice("pet", config.pet, PETS)
+    _choice("sampling", config.sampling, MODES)
+    if not 0.0 < config.sampling_fraction <= 1.0:
+        raise ConfigError(f"sampling_fraction must be in (0, 1], got {config.sampling_fraction}")
+    if config.convergence <= 0:
+        raise ConfigError(f"convergence must be positive, got {config.convergence}")
+    check_reveal_noise(config.reveal_noise)
+    config.schedule()
 
 
 def _choice(key: str, value, allowed) -> None:
