@@ -32,8 +32,9 @@ SEEN_BY_PARTY1 = {
 }
 
 SEEN_BY_DEALER = {
-    "mpc": "session id, level geometry (grid, sample indices, control grid), product shapes, counters and "
-           "selection patterns; never data",
+    "mpc": "session id, level geometry (grid, row count, control grid), product shapes, counters and "
+           "selection patterns; sample indices only for the B-spline, whose public sparsity pattern the dealer "
+           "derives from them (URS/GMS indices there depend on party1's sampling); never image values",
 }
 
 

@@ -84,13 +84,12 @@ class Dealer:
         request = LevelRequest.from_meta(message.meta["request"])
         grid = None if message.meta["grid"] is None else Grid.from_meta(message.meta["grid"])
         samples = message.arrays.get("samples")
-        if grid is None:  # a point set: its size is the public geometry
-            n_rows = int(message.meta["rows"])
-        else:
-            n_rows = grid.n_voxels if samples is None else len(samples)
+        n_rows = int(message.meta["rows"])
         if n_rows > MAX_DEALER_ELEMENTS:
             raise ProtocolError("the dealer refuses an oversized level")
-        columns = operand_pattern(request, grid, samples)
+        columns = None if grid is None else operand_pattern(request, grid, samples)
+        if columns is not None and len(columns) != n_rows:
+            raise ProtocolError("the dealer got a sparse level whose samples do not match its row count")
         n_columns = operand_columns(request)
         shape = (n_rows, n_columns) if columns is None else columns.shape
         self._level = int(message.meta["index"])

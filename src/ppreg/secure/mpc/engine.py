@@ -79,7 +79,10 @@ class MPCClient(EngineClient):
 
     def start_level(self, channel: Channel, level: LevelContext) -> None:
         columns = operand_pattern(level.request, level.grid, level.sample_index)
-        samples = {} if level.sample_index is None else {"samples": np.asarray(level.sample_index, dtype=np.int64)}
+        # The dealer needs sample positions only to derive a public sparsity pattern; for a
+        # dense operand the row count suffices (GMS indices depend on the moving image).
+        samples = {} if level.sample_index is None or columns is None else {
+            "samples": np.asarray(level.sample_index, dtype=np.int64)}
         grid = None if level.grid is None else level.grid.to_meta()  # None: a point set of ``rows`` points
         self.dealer.send("level", {"index": level.index, "request": level.request.to_meta(), "grid": grid,
                                    "rows": level.operand_shape[0]}, **samples)
