@@ -22,7 +22,7 @@ from ppreg.core.transforms import AffineModel
 from ppreg.errors import ConfigError
 from ppreg.io.images import Image
 from ppreg.io.transforms import linear_to_sitk
-from ppreg.registration.history import IterationRecord, LevelRecord
+from ppreg.registration.history import LevelHistory, IterationRecord, LevelRecord
 from ppreg.secure.session import FixedPartyProxy, traffic_between
 from ppreg.similarity.base import LevelRequest, normalize_intensity
 from ppreg.similarity.mi import ParzenScale, mi_features, mi_selection, mi_value_and_gradient
@@ -53,7 +53,7 @@ class AffineSettings:
 
 
 @dataclass
-class AffineResult:
+class AffineResult(LevelHistory):
     model: AffineModel
     params: np.ndarray
     levels: list[LevelRecord] = field(default_factory=list)
@@ -65,14 +65,6 @@ class AffineResult:
         """Euler2D/3D for rigid, AffineTransform otherwise, centred on the model centre."""
         matrix, translation = self.matrix_translation()
         return linear_to_sitk(matrix, translation, self.model.center, rigid=self.model.kind == "rigid")
-
-    @property
-    def metric_initial(self) -> float:
-        return self.levels[0].iterations[0].metric
-
-    @property
-    def metric_final(self) -> float:
-        return self.levels[-1].iterations[-1].metric
 
 
 IterationCallback = Callable[[LevelRecord, IterationRecord], None]

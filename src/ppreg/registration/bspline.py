@@ -27,7 +27,7 @@ from ppreg.core.transforms import AffineModel
 from ppreg.io.images import Grid, Image
 from ppreg.io.transforms import linear_to_sitk
 from ppreg.registration.affine import IterationCallback
-from ppreg.registration.history import IterationRecord, LevelRecord
+from ppreg.registration.history import LevelHistory, IterationRecord, LevelRecord
 from ppreg.secure.session import FixedPartyProxy, traffic_between
 from ppreg.similarity.base import LevelRequest, normalize_intensity
 from ppreg.similarity.ssd_bspline import bspline_selection
@@ -71,34 +71,28 @@ class LinearMap:
     def is_identity(self) -> bool:
         return np.allclose(self.matrix, np.eye(len(self.matrix))) and np.allclose(self.translation, 0)
 
+    def after(self, deformable: sitk.Transform) -> sitk.Transform:
+        """``deformable`` alone, or the composite [this affine, deformable]: ITK applies the
+        last-added first, x → deformable(x) → affine, the ANTs order."""
+        if self.is_identity():
+            return deformable
+        composite = sitk.CompositeTransform(deformable.GetDimension())
+        composite.AddTransform(linear_to_sitk(self.matrix, self.translation, self.center, rigid=False))
+        composite.AddTransform(deformable)
+        return composite
+
 
 @dataclass
-class BSplineResult:
+class BSplineResult(LevelHistory):
     control: ControlGrid
     coefficients: np.ndarray  # (P, d), mm
     initial: LinearMap
     levels: list[LevelRecord] = field(default_factory=list)
     n_parameters: int = 0
 
-    @property
-    def metric_initial(self) -> float:
-        return self.levels[0].iterations[0].metric
-
-    @property
-    def metric_final(self) -> float:
-        return self.levels[-1].iterations[-1].metric
-
     def sitk_transform(self) -> sitk.Transform:
-        """The ITK transform: the B-spline alone, or composite [initial affine, B-spline]
-        (ITK applies the last-added first: x → x + u(x) → affine)."""
-        deformable = self.control.to_sitk(self.coefficients)
-        if self.initial.is_identity():
-            return deformable
-        composite = sitk.CompositeTransform(self.control.dim)
-        composite.AddTransform(linear_to_sitk(self.initial.matrix, self.initial.translation,
-                                              self.initial.center, rigid=False))
-        composite.AddTransform(deformable)
-        return composite
+        """The ITK transform: the B-spline alone, or composite [initial affine, B-spline]."""
+        return self.initial.after(self.control.to_sitk(self.coefficients))
 
     def mapped(self, points: np.ndarray) -> np.ndarray:
         return self.initial.apply(points + self.control.displacement(self.coefficients, points))

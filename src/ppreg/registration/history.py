@@ -38,3 +38,17 @@ class LevelRecord:
             "setup_bytes": self.setup_traffic.as_dict(),
             "metric": [record.metric for record in self.iterations],
         }
+
+
+class LevelHistory:
+    """Mixin for driver results holding ``levels`` (list of LevelRecord): first and last cost."""
+
+    levels: list[LevelRecord]
+
+    @property
+    def metric_initial(self) -> float:
+        return self.levels[0].iterations[0].metric
+
+    @property
+    def metric_final(self) -> float:
+        return self.levels[-1].iterations[-1].metric

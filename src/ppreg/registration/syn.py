@@ -31,10 +31,9 @@ from ppreg.core.displacement import compose, to_transform
 from ppreg.core.pyramid import LevelSpec
 from ppreg.errors import EngineUnavailableError, ProtocolError
 from ppreg.io.images import Grid, Image
-from ppreg.io.transforms import linear_to_sitk
 from ppreg.registration.affine import IterationCallback
 from ppreg.registration.bspline import LinearMap
-from ppreg.registration.history import IterationRecord, LevelRecord
+from ppreg.registration.history import LevelHistory, IterationRecord, LevelRecord
 from ppreg.registration.syn_half import SynHalf, SynLevel
 from ppreg.secure.cc import PARTY1, PARTY2, cc_joint_for
 from ppreg.secure.session import FixedPartyProxy, traffic_between
@@ -65,7 +64,7 @@ class SynSettings:
 
 
 @dataclass
-class SynResult:
+class SynResult(LevelHistory):
     """T(x) = L(x + w(x)) from the fixed grid to moving space, and the inverse warp."""
 
     warp: np.ndarray  # w, fixed grid shape + (d,), mm
@@ -76,26 +75,12 @@ class SynResult:
     inverse_residual_vox: float = 0.0
     discarded_voxels: int = 0  # revealed force values dropped by the |r| ≤ 2 check
 
-    @property
-    def metric_initial(self) -> float:
-        return self.levels[0].iterations[0].metric
-
-    @property
-    def metric_final(self) -> float:
-        return self.levels[-1].iterations[-1].metric
-
     def warp_transform(self) -> sitk.DisplacementFieldTransform:
         return to_transform(self.warp, self.grid)
 
     def sitk_transform(self) -> sitk.Transform:
         """The warp alone, or the composite [initial affine, warp] (ITK applies the warp first)."""
-        if self.initial.is_identity():
-            return self.warp_transform()
-        composite = sitk.CompositeTransform(self.grid.dim)
-        composite.AddTransform(linear_to_sitk(self.initial.matrix, self.initial.translation, self.initial.center,
-                                              rigid=False))
-        composite.AddTransform(self.warp_transform())
-        return composite
+        return self.initial.after(self.warp_transform())
 
 
 def register_syn(moving: Image, proxy: FixedPartyProxy, settings: SynSettings,
