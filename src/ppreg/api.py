@@ -15,7 +15,7 @@ from ppreg.errors import InputError
 from ppreg.io.images import Grid, Image, read_image, warped_output_path, write_image
 from ppreg.io.outputs import OutputSet
 from ppreg.io.report import image_description, write_report
-from ppreg.io.transforms import linear_to_sitk, mapped_points, read_linear_transform, read_transform, write_transform
+from ppreg.io.transforms import mapped_points, read_linear_transform, read_transform, write_transform
 from ppreg.registration.affine import AffineResult, AffineSettings, IterationCallback, register_affine
 from ppreg.registration.bspline import BSplineSettings, register_bspline
 from ppreg.secure.session import FixedPartyProxy, Traffic
@@ -54,13 +54,16 @@ def run_affine(
 ) -> AffineOutcome:
     """Register ``moving`` against the fixed image behind ``proxy`` (any engine, any transport)."""
     settings = affine_settings(config, moving, initial_transform)
-    started = time.perf_counter()
-    proxy.reveal_noise = config.reveal_noise
-    result = register_affine(moving, proxy, settings, on_iteration)
-    party2 = proxy.close()
-    total = proxy.session_traffic()
-    return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2,
-                         proxy.reveal_noise)
+    return _run_session(register_affine, moving, proxy, config, settings, on_iteration)
+
+
+def bspline_settings(config: BSplineConfig, moving: Image, initial_transform: str | None) -> BSplineSettings:
+    initial = None if initial_transform is None else read_linear_transform(initial_transform, moving.dim)
+    return BSplineSettings(
+        levels=config.schedule(), grid_spacing=config.grid_spacing, regularization=config.regularization,
+        sampling=config.sampling, sampling_fraction=config.sampling_fraction, seed=config.seed,
+        convergence=config.convergence, initial=initial,
+    )
 
 
 def run_bspline(
@@ -68,15 +71,15 @@ def run_bspline(
     on_iteration: IterationCallback | None = None,
 ) -> AffineOutcome:
     """B-spline registration of ``moving`` against the fixed image behind ``proxy``."""
-    initial = None if initial_transform is None else read_linear_transform(initial_transform, moving.dim)
-    settings = BSplineSettings(
-        levels=config.schedule(), grid_spacing=config.grid_spacing, regularization=config.regularization,
-        sampling=config.sampling, sampling_fraction=config.sampling_fraction, seed=config.seed,
-        convergence=config.convergence, initial=initial,
-    )
+    settings = bspline_settings(config, moving, initial_transform)
+    return _run_session(register_bspline, moving, proxy, config, settings, on_iteration)
+
+
+def _run_session(register, moving: Image, proxy: FixedPartyProxy, config, settings, on_iteration) -> AffineOutcome:
+    """Run a driver to its end, close the session and collect time, traffic and party2's report."""
     started = time.perf_counter()
     proxy.reveal_noise = config.reveal_noise
-    result = register_bspline(moving, proxy, settings, on_iteration)
+    result = register(moving, proxy, settings, on_iteration)
     party2 = proxy.close()
     total = proxy.session_traffic()
     return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2,
