@@ -11,11 +11,11 @@ import tenseal.sealapi as sealapi
 
 from ppreg.core.transforms import AffineModel
 from ppreg.errors import ConfigError, EngineUnavailableError, InputError, PeerError, ProtocolError
+from ppreg.io.points import PointSet
 from ppreg.secure.base import LevelContext
 from ppreg.secure.fhe import CKKSParameters, FHE1Client, FHE1Server, FHE2Client, FHE2Server
-from ppreg.secure.fhe.fhe1 import rotation_steps
 from ppreg.secure.fhe.keys import KeyOwner, PublicKeys
-from ppreg.secure.fhe.layouts import InterleavedLayout
+from ppreg.secure.fhe.layouts import ColumnChunkLayout, InterleavedLayout
 from ppreg.secure.fhe.params import OTHER_ERROR_BOUND
 from ppreg.secure.fhe.reveal import (
     ResultShare,
@@ -200,6 +200,52 @@ def test_server_rejects_a_corrupted_result_frame():
     client.close()
 
 
+class LyingTraceServer(FHE1Server):
+    """Announces another trace order than the one its Galois keys were made for."""
+
+    def __init__(self, announced: int) -> None:
+        super().__init__()
+        self.announced = announced
+
+    def layout_announcement(self, layout) -> dict:
+        return {"trace_order": self.announced}
+
+
+@pytest.mark.parametrize(("announced", "message"), [(4, "unusable"), (12, "unusable"), (4096, "no Galois keys"),
+                                                    (True, "trace order")])
+def test_party1_refuses_a_trace_its_keys_or_packing_cannot_serve(announced, message):
+    """The server packs 7 columns with the trace of order 8 (3 Galois keys, as for a point set)."""
+    operand = make_operand(np.random.default_rng(6), 700, 7)
+    party1, party2 = local_pair("party1", "party2", timeout=60)
+    server, client = LyingTraceServer(announced), FHE1Client()
+    server.start_level(party2, 0, DenseOperand(dense=operand), PointSet(np.zeros((700, 3))))
+    assert server._keys.rotation_steps == (512, 1024, 2048)
+    with pytest.raises(ProtocolError, match=message):
+        client.start_level(party1, level_context(0, operand.shape))
+    server.close()
+    client.close()
+
+
+def test_fhe1_packed_trace_matches_the_oracle_over_chunks():
+    """A point set's fhe1 layout: the trace of order 16 over 3 chunks, 3 features × 3 columns in one c1."""
+    rng = np.random.default_rng(7)
+    operand = rng.uniform(-1.0, 1.0, (10000, 3)) * 64.0
+    features = rng.uniform(-1.0, 1.0, (10000, 3))
+    party1, party2 = local_pair("party1", "party2", timeout=120)
+    server, client = FHE1Server(), FHE1Client()
+    server.start_level(party2, 0, DenseOperand(dense=operand, feature_columns=3), PointSet(np.zeros((10000, 3))))
+    client.start_level(party1, level_context(0, operand.shape))
+    assert client._layout.trace_order == 16 and client._layout.replicas == 3
+    thread = threading.Thread(target=lambda: server.serve_product(party2, party2.recv()), daemon=True)
+    thread.start()
+    result = client.product(party1, features, np.ones((3, 3), dtype=bool))
+    thread.join(timeout=60)
+    assert party1.stats.messages_sent == 1  # one c1 for all nine entries
+    assert relative_error(result, features.T @ operand) < REL_TOLERANCE
+    server.close()
+    client.close()
+
+
 class RecordingServer(FHE2Server):
     """Keeps what party2 receives and computes, before flooding."""
 
@@ -287,10 +333,13 @@ def test_unsupported_requests_are_refused():
         FHE1Server().start_level(party1, 0, DenseOperand(dense=operand), None)
 
 
-def test_error_terms_stay_within_the_flooding_bound():
-    """The non-dominant error terms σ covers: encryption of zero and fhe1's rotate-and-add."""
+@pytest.mark.parametrize("trace_order", [16, 4096], ids=["point-cloud-trace", "all-slots"])
+def test_error_terms_stay_within_the_flooding_bound(trace_order):
+    """The non-dominant error terms σ covers: encryption of zero and fhe1's rotate-and-add
+    (bounded here without the amplification by T that σ also allows for)."""
     parameters = CKKSParameters()
-    owner = KeyOwner(parameters, rotation_steps(4096))
+    steps = ColumnChunkLayout(4096, 1, 4096, trace_order).rotation_steps
+    owner = KeyOwner(parameters, steps)
     keys = PublicKeys(parameters, owner.public_context(), owner.galois_keys())
     positions = np.arange(0, 8192, 97)
     rows = key_rows(owner.secret_coefficients(), positions)
@@ -307,7 +356,7 @@ def test_error_terms_stay_within_the_flooding_bound():
     assert largest_error(zero) < 2**10
     scale = 2.0**parameters.operand_scale_bits
     total = keys.load_ciphertext(owner.encrypt(np.zeros(4096), scale), scale, "zero")
-    for step in rotation_steps(4096):
+    for step in steps:
         rotated = sealapi.Ciphertext()
         keys.evaluator.rotate_vector(total, step, keys.galois, rotated)
         keys.evaluator.add_inplace(total, rotated)

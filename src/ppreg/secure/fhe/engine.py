@@ -4,7 +4,7 @@
 
     party1 (features F)                          party2 (operand G, secret key)
                                         ←  fhe_keys {parameters} context[, galois]   (first level only)
-                                        ←  fhe_level {rows, columns, ciphertexts}
+                                        ←  fhe_level {rows, columns, ciphertexts[, trace_order]}
                                         ←  fhe_operand × B  (G encrypted once per level)
     per iteration:
       [m_u] = (c0, c1) = Fᵀ·[G] per part and plane (engine-specific), re-randomised
@@ -71,7 +71,6 @@ class FHEServer(EngineServer):
     """
 
     name = "fhe"
-    rotation_steps: tuple[int, ...] = ()
 
     def __init__(self, parameters: CKKSParameters | None = None) -> None:
         self.parameters = parameters or CKKSParameters()
@@ -87,13 +86,24 @@ class FHEServer(EngineServer):
     def sparse_layout(self, pattern: np.ndarray, columns: int) -> SparseLayout:
         raise EngineUnavailableError(f"--pet {self.name} serves dense operands only (not the B-spline operand)")
 
+    def galois_steps(self, layout) -> tuple[int, ...]:
+        """Slot rotations party1 needs for ``layout``; their Galois keys go with the first level's keys."""
+        return ()
+
+    def layout_announcement(self, layout) -> dict:
+        """What party1 needs, beyond the operand's shape, to rebuild ``layout``."""
+        return {}
+
     def start_level(self, channel: Channel, level_index: int, operand: FixedOperand, fixed_level: Image) -> None:
         layout, part_operands, announced = self._layout_for(operand)  # refuses unknown operands before any work
+        steps = self.galois_steps(layout)
         if self._keys is None:
-            self._keys = KeyOwner(self.parameters, self.rotation_steps)
+            self._keys = KeyOwner(self.parameters, steps)
             self._secret = self._keys.secret_coefficients()
             channel.send("fhe_keys", {"engine": self.name, "parameters": self.parameters.to_meta()},
                          context=_as_blob(self._keys.public_context()), galois=_as_blob(self._keys.galois_keys()))
+        elif not set(steps) <= set(self._keys.rotation_steps):
+            raise RuntimeError(f"level {level_index} needs rotations {steps} beyond the session's Galois keys")
         scale, bound = self.parameters.product_scale, self.parameters.feature_bound
         self._parts = []
         for part, part_operand in zip(layout.parts, part_operands):
@@ -105,7 +115,8 @@ class FHEServer(EngineServer):
         self._level_index = level_index
         rows, columns = operand.shape
         channel.send("fhe_level", {"level": level_index, "rows": rows, "columns": columns,
-                                   "ciphertexts": layout.n_ciphertexts, **announced})
+                                   "ciphertexts": layout.n_ciphertexts, **announced,
+                                   **self.layout_announcement(layout)})
         self._send_operand(channel, (vector for part, part_operand in zip(layout.parts, part_operands)
                                      for vector in part.operand_slots(part_operand)))
 

@@ -71,6 +71,7 @@ class KeyOwner(_Ring):
         secret = self._context.secret_key().data
         self._encryptor = sealapi.Encryptor(self.seal_context, secret)
         self._decryptor = sealapi.Decryptor(self.seal_context, secret)
+        self.rotation_steps = tuple(rotation_steps)
         self._galois_blob = b""
         if rotation_steps:
             generator = sealapi.KeyGenerator(self.seal_context, secret)

@@ -82,20 +82,30 @@ def with_zero_padding(features: np.ndarray) -> np.ndarray:
 class ColumnChunkLayout:
     """fhe1 (paper v1): ciphertext (i, j) holds rows [i·S, (i+1)·S) of column j (S slots).
 
-    party1 multiplies each by its feature chunk and sums all slots by rotations (the
-    paper's DotProduct); column j's result for replica f ends up as the constant
-    coefficient Δ·R of a fully traced polynomial, which the monomial X^(f·q + j) moves to
-    coefficient f·q + j, so ``replicas`` features × q columns travel in one ciphertext.
+    party1 multiplies each by its feature chunk and rotate-and-adds it over the
+    ``trace_order`` = T slots of each class mod S/T (the paper's DotProduct when T = S):
+    the trace onto the subring of coefficients at multiples of T, so column j's result for
+    replica f is the constant coefficient (T/S)·Δ·R and every other coefficient below T is
+    zero. The monomial X^(f·q + j) moves it to coefficient f·q + j, so ``replicas``
+    features × q columns (at most T) travel in one ciphertext.
     """
 
     rows: int
     columns: int
     slots: int
+    trace_order: int  # T, a power of two ≤ S
     replicas: int = 1
 
     parts = property(lambda self: (self,))
     imaginary = False
     feature_factor = 1.0  # features enter as real numbers
+
+    def __post_init__(self) -> None:
+        order = self.trace_order
+        if order & (order - 1) or not 1 <= order <= self.slots:
+            raise ValueError(f"a trace order must be a power of two in [1, {self.slots}], got {order}")
+        if self.replicas * self.columns > order:
+            raise ValueError(f"{self.replicas} × {self.columns} packed results do not fit a trace of order {order}")
 
     @property
     def column_index(self) -> np.ndarray:
@@ -110,6 +120,12 @@ class ColumnChunkLayout:
         return self.chunks * self.columns
 
     @property
+    def rotation_steps(self) -> tuple[int, ...]:
+        """Rotations S/T, 2S/T, …, S/2 (log2 T of them): rotate-and-add over them is the trace."""
+        stride = self.slots // self.trace_order
+        return tuple(stride << i for i in range(self.trace_order.bit_length() - 1))
+
+    @property
     def summed_products(self) -> int:
         """Ciphertext products whose F∗e error reaches one revealed coefficient (a trace keeps
         each product's in its own coefficients)."""
@@ -122,8 +138,8 @@ class ColumnChunkLayout:
 
     @property
     def amplification(self) -> float:
-        """The all-slot sum multiplies coefficient 0 (and its error) by N/2."""
-        return float(self.slots)
+        """The trace adds T images of each coefficient: it multiplies coefficient 0 (and its error) by T."""
+        return float(self.trace_order)
 
     @property
     def positions(self) -> np.ndarray:
@@ -142,12 +158,14 @@ class ColumnChunkLayout:
         return padded.reshape(self.chunks, self.slots)
 
     def largest_coefficient(self, operand: np.ndarray, scale: float, feature_bound: float) -> float:
-        """Bound on |Δ·R_j| = |revealed coefficient|."""
-        return scale * feature_bound * float(np.max(np.abs(operand).sum(axis=0), initial=0.0))
+        """Bound on |(T/S)·Δ·R_j| = |revealed coefficient|."""
+        gain = self.trace_order / self.slots
+        return gain * scale * feature_bound * float(np.max(np.abs(operand).sum(axis=0), initial=0.0))
 
     def decode(self, coefficients, scale: float) -> np.ndarray:
         """R per (replica, column), shape (replicas, q), from coefficients 0 … replicas·q − 1."""
-        return np.array([c / scale for c in coefficients], dtype=np.float64).reshape(self.replicas, self.columns)
+        unit = scale * self.trace_order / self.slots
+        return np.array([c / unit for c in coefficients], dtype=np.float64).reshape(self.replicas, self.columns)
 
 
 class ClassSumPart:
