@@ -29,7 +29,8 @@ from ppreg.similarity.base import DenseOperand, LevelRequest
 POINTS_METRIC = "points"
 POINTCLOUD_MODEL = "pointcloud"  # the model name party1 announces in its hello
 # N·|F|·|G| ≤ 2^28: inside the mpc budget (2^31 at f = 16) and the default CKKS modulus
-# (revealed coefficients < Q/8 up to ≈ 2^29.7); a gain above 2^12 improved nothing (measured).
+# (revealed coefficients < Q/8 up to ≈ 2^37.7 with fhe1's point-cloud trace, 2^29.7 with an
+# all-slot trace; fhe2's are smaller); a gain above 2^12 improved nothing (measured).
 PRODUCT_BITS, MAX_GAIN_BITS = 28, 12
 
 
