@@ -24,7 +24,7 @@ from ppreg.registration.syn import converged
 from ppreg.registration.syn_half import SynLevel
 from ppreg.secure.cc import ClearCC, cc_joint_for
 from ppreg.secure.mpc.box import ring_box_sum
-from ppreg.secure.mpc.cc import MPCCC
+from ppreg.secure.mpc.cc import MPCCC, dilate
 from ppreg.secure.mpc.dealer import run_dealer_session
 from ppreg.secure.mpc.engine import dealer_hello
 from ppreg.secure.mpc.fixed import encode
@@ -163,8 +163,42 @@ def test_mpc_cc_protocol_matches_the_clear_oracle(shape, radius):
     assert forces1.metric == pytest.approx(oracle1.metric, abs=1e-3) and forces2.metric == forces1.metric
     assert forces1.discarded == forces2.discarded == 0
     assert np.all(forces1.factor[:3] == 0)
-    voxels = int(np.prod(shape))
-    assert 8 * 8 * voxels <= traffic.bytes_sent <= 8 * 8 * voxels + 4096  # 8 ring elements per voxel
+    support = (stats_a.inv_norm > 0) & (stats_b.inv_norm > 0)
+    assert np.all(forces1.factor[~support] == 0) and np.all(forces2.factor[~support] == 0)
+    # 2 bits per voxel, 1 ring element per voxel of S⁺ (S dilated by the window), 7 per voxel of S
+    payload = 2 * (-(-support.size // 8)) + 8 * np.count_nonzero(dilate(support, radius)) + 7 * 8 * support.sum()
+    assert payload <= traffic.bytes_sent <= payload + 4096
+    assert payload < 8 * 8 * support.size
+
+
+@pytest.mark.parametrize("flat", ["party1", "both", "none"])
+def test_mpc_cc_protocol_at_the_edges_of_the_support(flat):
+    """S empty (one image or both flat) or the whole grid: the protocol still matches the oracle."""
+    rng = np.random.default_rng(6)
+    a, b = rng.uniform(size=(7, 8, 9)), rng.uniform(size=(7, 8, 9))
+    if flat in ("party1", "both"):
+        a[:] = 0.4
+    if flat == "both":
+        b[:] = 0.6
+    stats_a, stats_b = local_statistics(a, 1), local_statistics(b, 1)
+    forces1, forces2, traffic = run_cc_protocol(stats_a, stats_b, "mpc")
+    assert np.max(np.abs(forces1.factor - clear_forces(stats_a, stats_b).factor)) < 2e-3
+    assert np.max(np.abs(forces2.factor - clear_forces(stats_b, stats_a).factor)) < 2e-3
+    assert forces1.metric == pytest.approx(clear_forces(stats_a, stats_b).metric, abs=1e-3)
+    if flat != "none":
+        assert np.all(forces1.factor == 0) and traffic.bytes_sent < 1024
+    else:
+        assert np.all(stats_a.inv_norm > 0) and traffic.bytes_sent >= 8 * 8 * a.size
+
+
+def test_dilated_support_covers_every_window_read():
+    support = np.zeros((9, 10), dtype=bool)
+    support[0, 4] = support[6, 9] = True
+    dilated = dilate(support, 2)
+    for index in zip(*np.nonzero(support)):
+        window = tuple(slice(max(0, k - 2), k + 3) for k in index)
+        assert np.all(dilated[window])
+    assert dilated.sum() == 3 * 5 + 5 * 3
 
 
 def test_clear_cc_protocol_is_the_oracle():

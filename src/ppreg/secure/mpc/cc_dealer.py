@@ -1,8 +1,9 @@
 """The dealer's part of the local-CC protocol (:mod:`ppreg.secure.mpc.cc`).
 
 party1 announces each level's public geometry (grid shape, window radius) and asks once per
-iteration; the dealer answers with Z₁ for the four element-wise outputs and Σc², all
-computed from the two parties' seeds alone. It never sees any data.
+iteration; the dealer answers with Z₁ for X on the grid, for c, r1, r2 and Σc² per slot (all
+N slots: it never learns the support S nor its size) and party1's share bits of the AND
+that reveals S, all computed from the two parties' seeds alone. It never sees any data.
 """
 
 from __future__ import annotations
