@@ -32,8 +32,9 @@ class CCJoint(ABC):
         self.role, self.channel = role, channel
 
     @abstractmethod
-    def start_level(self, level: int, shape: tuple[int, ...], radius: int) -> None:
-        """Public geometry of the midpoint grid for the next iterations."""
+    def start_level(self, level: int, shape: tuple[int, ...], radius: int, iterations: int = 0) -> None:
+        """Public geometry of the midpoint grid for the next iterations (at most ``iterations``,
+        0 = not said; party1 says it so that the mpc dealer can work ahead)."""
 
     @abstractmethod
     def forces(self, own: LocalStats) -> CCForces:
@@ -45,7 +46,7 @@ class ClearCC(CCJoint):
 
     name = "clear"
 
-    def start_level(self, level: int, shape: tuple[int, ...], radius: int) -> None:
+    def start_level(self, level: int, shape: tuple[int, ...], radius: int, iterations: int = 0) -> None:
         self.shape = tuple(shape)
 
     def forces(self, own: LocalStats) -> CCForces:

@@ -25,18 +25,25 @@ def ring_box_sum(values: np.ndarray, radius: int) -> np.ndarray:
     ndarray, same shape, dtype uint64
     """
     result = np.asarray(values, dtype=RING_DTYPE)
-    size = 2 * radius + 1
-    with np.errstate(over="ignore"):
-        for axis in range(result.ndim):
-            padding = [(0, 0)] * result.ndim
-            padding[axis] = (radius + 1, radius)  # one extra leading element: the prefix sum's zero
-            padded = np.pad(result, padding, mode="edge")
-            np.moveaxis(padded, axis, 0)[0] = 0
-            prefix = np.cumsum(padded, axis=axis, dtype=RING_DTYPE)
-            upper = np.take(prefix, np.arange(size, size + result.shape[axis]), axis=axis)
-            lower = np.take(prefix, np.arange(result.shape[axis]), axis=axis)
-            result = upper - lower
+    for axis in range(result.ndim):
+        result = _box_sum_along(result, radius, axis)
     return result
+
+
+def _box_sum_along(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """One axis of the box sum: the edge-padded line and its prefix sums share one buffer
+    (P[0] = 0, P[k] = sum of the first k padded values), and window j is P[j+2r+1] − P[j]."""
+    line = np.moveaxis(values, axis, 0)
+    count = line.shape[0]
+    prefix = np.empty((count + 2 * radius + 1,) + line.shape[1:], dtype=RING_DTYPE)
+    prefix[0] = 0
+    prefix[1:radius + 1] = line[:1]
+    prefix[radius + 1:radius + 1 + count] = line
+    prefix[radius + 1 + count:] = line[-1:]
+    with np.errstate(over="ignore"):
+        np.add.accumulate(prefix, axis=0, out=prefix)
+        window = np.subtract(prefix[2 * radius + 1:], prefix[:count])
+    return np.moveaxis(window, 0, axis)
 
 
 def ring_covariance(left: np.ndarray, right: np.ndarray, radius: int) -> np.ndarray:

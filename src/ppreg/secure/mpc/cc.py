@@ -165,13 +165,14 @@ class MPCCC(CCJoint):
         self.dealer, self.seed = dealer, seed
         self.level, self.iteration = -1, 0
 
-    def start_level(self, level: int, shape: tuple[int, ...], radius: int) -> None:
+    def start_level(self, level: int, shape: tuple[int, ...], radius: int, iterations: int = 0) -> None:
         self.level, self.iteration = level, 0
         self.shape, self.radius = tuple(int(v) for v in shape), radius
         self.size = math.prod(self.shape)
         self.scales = CCScales.for_window(window_size(radius, len(shape)))
         if self.role == PARTY1:
-            self.dealer.send("cc_level", {"level": level, "shape": list(self.shape), "radius": radius})
+            self.dealer.send("cc_level", {"level": level, "shape": list(self.shape), "radius": radius,
+                                          "iterations": iterations})
 
     def forces(self, own: LocalStats) -> CCForces:
         iteration, self.iteration = self.iteration, self.iteration + 1
