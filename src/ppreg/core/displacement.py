@@ -7,6 +7,8 @@ It stands for the map x ↦ x + u(x) from the grid's physical points.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -26,8 +28,16 @@ def numpy_coordinates(grid: Grid, points: np.ndarray) -> np.ndarray:
 
 
 def grid_coordinates(grid: Grid) -> np.ndarray:
-    """Numpy-order indices (d, N) of every voxel of ``grid`` (C order), as floats."""
-    return np.indices(grid.shape, dtype=np.float64).reshape(grid.dim, -1)
+    """Numpy-order indices (d, N) of every voxel of ``grid`` (C order), as floats (read-only:
+    one array per grid shape, shared by every SyN iteration on that grid)."""
+    return _indices(tuple(grid.shape))
+
+
+@lru_cache(maxsize=4)
+def _indices(shape: tuple[int, ...]) -> np.ndarray:
+    indices = np.indices(shape, dtype=np.float64).reshape(len(shape), -1)
+    indices.flags.writeable = False
+    return indices
 
 
 def index_offsets(field: np.ndarray, grid: Grid) -> np.ndarray:
@@ -74,8 +84,14 @@ def invert(field: np.ndarray, grid: Grid, initial: np.ndarray | None = None, ite
 
 
 def resample_field(field: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
-    """The same displacement (mm) evaluated on another grid (pyramid level change)."""
-    return sample_field(field, source, target.physical_points()).reshape(target.shape + (target.dim,))
+    """The same displacement (mm) evaluated on another grid (pyramid level change): linear,
+    edge values beyond the source. Target and source indices are related by one affine map,
+    so each component is one ``affine_transform`` (no coordinate arrays)."""
+    to_source = np.linalg.inv(source.index_to_physical_matrix()) @ target.index_to_physical_matrix()
+    offset = np.linalg.solve(source.index_to_physical_matrix(), target.origin - source.origin)
+    matrix, shift = to_source[::-1, ::-1], offset[::-1]  # numpy axis order
+    return np.stack([ndimage.affine_transform(field[..., k], matrix, shift, output_shape=target.shape, order=1,
+                                              mode="nearest") for k in range(field.shape[-1])], axis=-1)
 
 
 def smooth_field(field: np.ndarray, sigma_vox: float) -> np.ndarray:

@@ -95,19 +95,22 @@ class SynHalf:
     def image_coordinates(self) -> np.ndarray:
         """φ(x) for every voxel x of the level grid, as numpy-order continuous indices (d, N)
         of this party's level image: one affine map of (index of x, u(x)), set per level."""
-        index_map, field_map, offset = self._sampling
-        itk_index = grid_coordinates(self.grid)[::-1]
-        coords = index_map @ itk_index + field_map @ self.field.reshape(-1, self.grid.dim).T + offset[:, None]
+        field_map, fixed_part = self._sampling
+        coords = field_map @ self.field.reshape(-1, self.grid.dim).T
+        coords += fixed_part
         return np.ascontiguousarray(coords[::-1])
 
-    def _sampling_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(K, G, k): image index = K·(grid index) + G·u + k, all ITK order (x, y, z)."""
+    def _sampling_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(G, K·x + k) with image index = K·(grid index x) + G·u + k, ITK order (x, y, z); the
+        second, (d, N), is the same for every iteration of the level."""
         image_grid, linear = self.level_image.grid, self.initial
         to_image = np.linalg.inv(image_grid.index_to_physical_matrix())
         field_map = to_image @ linear.matrix
         index_map = field_map @ self.grid.index_to_physical_matrix()
         origin = linear.apply(self.grid.origin[None, :])[0]
-        return index_map, field_map, to_image @ (origin - image_grid.origin)
+        fixed_part = index_map @ grid_coordinates(self.grid)[::-1]
+        fixed_part += (to_image @ (origin - image_grid.origin))[:, None]
+        return field_map, fixed_part
 
     def statistics(self) -> LocalStats:
         """Warp this party's own image onto the midpoint grid and compute its local statistics."""
@@ -131,14 +134,16 @@ class SynHalf:
 
     def end_level(self) -> float:
         """Invert the level's field (warm-started); returns the residual in voxels."""
-        self.inverse, residual = invert(self.field, self.grid, self.inverse)
-        return residual
+        self.inverse, self.residual = invert(self.field, self.grid, self.inverse)
+        return self.residual
 
     def final_fields(self) -> tuple[np.ndarray, np.ndarray, float]:
         """(u, u⁻¹, inversion residual in voxels) on the full-resolution fixed grid."""
         if self.grid is None:
             raise ProtocolError("no SyN level was run")
         field, inverse = self.field, self.inverse
+        if self.level.shrink == 1 and inverse is not None:  # end_level inverted it on this grid already
+            return field, inverse, self.residual
         if self.level.shrink != 1:
             field = resample_field(field, self.grid, self.fixed_grid)
             inverse = None if inverse is None else resample_field(inverse, self.grid, self.fixed_grid)
