@@ -170,10 +170,11 @@ def _minimum_table(rows: list[dict]) -> dict:
                     f"party1 ≤ {GOAL_MINIMUM_RATIO:g}×", f"every party ≤ {GOAL_MINIMUM_RATIO:g}×"],
         "rows": table_rows,
         "notes": [
-            "Measured: whole frames sent per iteration (8-byte length prefix, JSON header, arrays), mean over "
-            "the finest level's iterations. Minimum (ring elements only): party1 8·N·m with m = 1 (I(W) − U), "
-            "party2 8·(p+1) (its selected share entries), dealer 8·(p+1) (Z₁ to party1). party1's figure "
-            "includes its small request to the dealer.",
+            "Measured: whole frames sent per iteration (wire version 2: 4-byte length prefix, binary header, "
+            "arrays; 11 bytes of framing for party2's and the dealer's one-array messages), mean over the finest "
+            "level's iterations (one product each). Minimum (ring elements only, docs/mpc.md): party1 8·N·m with "
+            "m = 1 (I(W) − U), party2 8·(p+1) (its selected share entries), dealer 8·(p+1) (Z₁ to party1). "
+            "party1's figure includes its request to the dealer (one per product).",
             "Setup: everything `run_affine` counts outside the iterations (hello, the per-level masked operand "
             "G̃ − V of N·(p+1) elements from party2, sample indices); the 32-byte dealer seeds are exchanged "
             "when the session opens, before that.",

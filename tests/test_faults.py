@@ -224,11 +224,11 @@ def send_and_collect(tls, data: bytes) -> list:
 
 
 def decode_frames(data: bytes) -> list:
-    from ppreg.transport.wire import decode, PREFIX
+    from ppreg.transport.wire import decode, PREFIX, PREFIX_BYTES
 
     messages = []
-    while len(data) >= 8:
-        end = 8 + PREFIX.unpack(data[:8])[0]
+    while len(data) >= PREFIX_BYTES:
+        end = PREFIX_BYTES + PREFIX.unpack(data[:PREFIX_BYTES])[0]
         messages.append(decode(data[:end]))
         data = data[end:]
     return messages
@@ -337,7 +337,9 @@ def test_fuzzed_frames_are_refused_and_serve_keeps_serving(certs, served, tmp_pa
 # --- refusals: protocol versions and certificates -------------------------------------------
 
 def frame_with_wire_version(frame: bytes, version: int) -> bytes:
-    return frame[:12] + version.to_bytes(2, "big") + frame[14:]
+    from ppreg.transport.wire import PREFIX_BYTES
+
+    return frame[:PREFIX_BYTES] + bytes([version]) + frame[PREFIX_BYTES + 1:]
 
 
 def hello_frame(**changes) -> bytes:
@@ -425,8 +427,8 @@ def fake_party2(certs: Path, reply) -> tuple:
 
 
 @pytest.mark.parametrize("reply, fragments", [
-    (lambda hello: frame_with_wire_version(hello_frame(), 2),
-     ["wire version mismatch: peer sent version 2, this ppreg speaks version 1"]),
+    (lambda hello: frame_with_wire_version(hello_frame(), 3),
+     ["wire version mismatch: peer sent version 3, this ppreg speaks version 2"]),
     (lambda hello: hello_frame(protocol=2), ["party2 speaks protocol 2, we speak 1"]),
 ], ids=["wire-version", "app-protocol"])
 def test_party1_refuses_a_party2_of_another_version(certs, tmp_path, reply, fragments):

@@ -299,6 +299,25 @@ def test_report_counts_iteration_and_setup_bytes_per_party(mpc_runs_3d):
     assert per_iteration["party1"] >= 8 * samples_per_iteration
 
 
+def test_every_product_is_within_1_2x_of_the_protocols_minimum(mpc_runs_3d):
+    """docs/mpc.md: per product party1 sends 8·N (+ its dealer request), party2 and the
+    dealer 8·s each (s = p + 1 selected entries); framing may add at most 20 %."""
+    wiretap = mpc_runs_3d[0].wiretap
+    products = [decode(frame) for frame in wiretap.received("party2", "party1")]
+    products = [m for m in products if m.kind == "mpc_product"]
+    shares = [frame for frame in wiretap.received("party1", "party2") if decode(frame).kind == "mpc_share"]
+    answers = [frame for frame in wiretap.received("party1", "dealer") if decode(frame).kind == "triples"]
+    assert len(products) == len(shares) == len(answers) > 10
+    selected = 13  # 3D affine: p + 1
+    for frame in shares + answers:
+        assert len(frame) <= 1.2 * 8 * selected, len(frame)
+    requests = [frame for frame in wiretap.received("dealer", "party1") if decode(frame).kind == "triples"]
+    product_frames = [frame for frame in wiretap.received("party2", "party1") if decode(frame).kind == "mpc_product"]
+    for product, request, message in zip(product_frames, requests, products):
+        minimum = 8 * message.arrays["masked_features"].shape[0]
+        assert len(product) + len(request) <= 1.2 * minimum
+
+
 def test_report_totals_equal_the_bytes_on_the_wire(mpc_runs_3d):
     run = mpc_runs_3d[0]
     total = affine_report(run.outcome, run.moving, None, None, None, {})["communication"]["total"]

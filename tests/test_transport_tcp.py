@@ -100,7 +100,7 @@ def test_timeout_inside_a_frame_breaks_the_link(socket_pair):
 
 def test_oversize_length_prefix_refused_without_reading(socket_pair):
     left, right = socket_pair
-    left.sendall(struct.pack(">Q", MAX_FRAME_BYTES) + b"PPRG")
+    left.sendall(struct.pack(">I", MAX_FRAME_BYTES - 3) + b"\x02")
     with pytest.raises(ProtocolError, match="limit"):
         SocketLink(right, remote="party2").recv_frame(timeout=5)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from pathlib import Path
@@ -14,6 +13,11 @@ import ppreg.transport as transport_package
 from ppreg.errors import ProtocolError
 from ppreg.transport.wire import (
     ALLOWED_DTYPES,
+    DTYPE_CODES,
+    KIND_CODES,
+    KINDS,
+    NAME_CODES,
+    NAMES,
     MAX_FRAME_BYTES,
     WIRE_VERSION,
     Message,
@@ -46,11 +50,31 @@ def sample_array(dtype: str, rng: np.random.Generator, shape=(3, 4)) -> np.ndarr
     return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
 
 
-def build_frame(header: dict, payload: bytes = b"", version: int = WIRE_VERSION, magic: bytes = b"PPRG") -> bytes:
-    """Hand-assemble a frame with consistent lengths, to reach the deeper checks."""
-    header_bytes = json.dumps(header).encode("utf-8")
-    body = magic + struct.pack(">HI", version, len(header_bytes)) + header_bytes + payload
-    return struct.pack(">Q", len(body)) + body
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def literal(name: str) -> bytes:
+    return b"\x00" + bytes([len(name)]) + name.encode("ascii")
+
+
+def entry(name: str = "a", dtype: str = "int32", shape=(2,)) -> bytes:
+    """A hand-built array entry: literal name, dtype code, ndim, LEB128 sizes."""
+    return literal(name) + bytes([DTYPE_CODES[dtype], len(shape)]) + b"".join(varint(size) for size in shape)
+
+
+def build_frame(entries: list[bytes] = (), payload: bytes = b"", meta: bytes = b"", kind: bytes = literal("x"),
+                version: int = WIRE_VERSION, count: int | None = None) -> bytes:
+    """Hand-assemble a frame with a consistent length prefix, to reach the deeper checks."""
+    layout = (len(entries) if count is None else count) | (0x80 if meta else 0)
+    body = bytes([version]) + kind + bytes([layout]) + (varint(len(meta)) + meta if meta else b"")
+    body += b"".join(entries) + payload
+    return struct.pack(">I", len(body)) + body
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -135,132 +159,122 @@ def test_decoded_arrays_are_writable_independent_copies():
 
 
 def test_frame_layout_matches_the_documentation():
-    frame = encode(Message("bye", {"n": 1}, {"a": np.array([7], dtype=np.uint8)}))
-    (body_len,) = struct.unpack(">Q", frame[:8])
-    assert body_len == len(frame) - 8
-    assert frame[8:12] == b"PPRG"
-    assert struct.unpack(">H", frame[12:14])[0] == WIRE_VERSION
-    (header_len,) = struct.unpack(">I", frame[14:18])
-    header = json.loads(frame[18 : 18 + header_len])
-    assert header == {
-        "kind": "bye",
-        "meta": {"n": 1},
-        "arrays": [{"name": "a", "dtype": "uint8", "shape": [1], "offset": 0, "nbytes": 1}],
-    }
-    assert frame[18 + header_len :] == b"\x07"
+    frame = encode(Message("bye", {"n": 1}, {"a": np.array([7], dtype=np.uint8), "odd": np.zeros((300,), np.int8)}))
+    (body_len,) = struct.unpack(">I", frame[:4])
+    assert body_len == len(frame) - 4
+    assert frame[4] == WIRE_VERSION
+    assert frame[5] == KIND_CODES["bye"]
+    assert frame[6] == 0x80 | 2  # meta follows, two arrays
+    assert frame[7] == len(b'{"n":1}') and frame[8:15] == b'{"n":1}'
+    assert frame[15:19] == bytes([NAME_CODES["a"], DTYPE_CODES["uint8"], 1, 1])
+    assert frame[19:28] == literal("odd") + bytes([DTYPE_CODES["int8"], 1]) + b"\xac\x02"  # 300 in LEB128
+    assert frame[28:] == b"\x07" + bytes(300)
+
+
+def test_a_small_share_costs_eleven_bytes_of_framing():
+    # party2's and the dealer's per-iteration messages (docs/mpc.md): framing ≤ 11 bytes.
+    share = np.arange(7, dtype=np.uint64)
+    assert len(encode(Message("mpc_share", {}, {"share": share}))) == 56 + 11
+    assert len(encode(Message("triples", {}, {"share": share}))) == 56 + 11
+
+
+def test_unknown_kind_name_and_dtype_codes_refused():
+    with pytest.raises(ProtocolError, match="unknown message kind code"):
+        decode(build_frame(kind=bytes([len(KINDS) + 1])))
+    with pytest.raises(ProtocolError, match="unknown array name code"):
+        decode(build_frame([bytes([len(NAMES) + 1, DTYPE_CODES["int32"], 1, 2])], GOOD_PAYLOAD))
+    with pytest.raises(ProtocolError, match="dtype code"):
+        decode(build_frame([literal("a") + bytes([0, 1, 2])], GOOD_PAYLOAD))
 
 
 def test_version_mismatch_names_both_versions():
     frame = bytearray(encode(Message("hello", {}, {})))
-    frame[12:14] = struct.pack(">H", WIRE_VERSION + 1)
+    frame[4] = WIRE_VERSION + 1
     with pytest.raises(ProtocolError, match=rf"version {WIRE_VERSION + 1}.*version {WIRE_VERSION}"):
-        decode(bytes(frame))
-
-
-def test_bad_magic_refused():
-    frame = bytearray(encode(Message("hello", {}, {})))
-    frame[8:12] = b"GRPP"
-    with pytest.raises(ProtocolError, match="magic"):
         decode(bytes(frame))
 
 
 def test_oversize_announcement_refused_before_reading():
     with pytest.raises(ProtocolError, match="limit"):
-        body_length(struct.pack(">Q", MAX_FRAME_BYTES))
+        body_length(struct.pack(">I", MAX_FRAME_BYTES - 3))
     with pytest.raises(ProtocolError, match="fewer"):
-        body_length(struct.pack(">Q", 3))
+        body_length(struct.pack(">I", 2))
 
 
-GOOD_ENTRY = {"name": "a", "dtype": "int32", "shape": [2], "offset": 0, "nbytes": 8}
+GOOD_ENTRY = entry()
 GOOD_PAYLOAD = b"\x01\x00\x00\x00\x02\x00\x00\x00"
 
 
-def with_entry(**changes) -> dict:
-    return {"kind": "x", "meta": {}, "arrays": [{**GOOD_ENTRY, **changes}]}
-
-
-BAD_HEADERS = {
-    "not an object": ["x"],
-    "missing key": {"kind": "x", "meta": {}},
-    "extra key": {"kind": "x", "meta": {}, "arrays": [], "more": 1},
-    "kind not str": {"kind": 5, "meta": {}, "arrays": []},
-    "kind empty": {"kind": "", "meta": {}, "arrays": []},
-    "kind with spaces": {"kind": "a b", "meta": {}, "arrays": []},
-    "meta not object": {"kind": "x", "meta": [], "arrays": []},
-    "arrays not list": {"kind": "x", "meta": {}, "arrays": {}},
-    "entry not object": {"kind": "x", "meta": {}, "arrays": [3]},
-    "entry missing key": {"kind": "x", "meta": {}, "arrays": [{"name": "a"}]},
-    "unknown dtype": with_entry(dtype="complex128"),
-    "object dtype": with_entry(dtype="object"),
-    "dtype unhashable": with_entry(dtype=["int32"]),
-    "dtype big-endian": with_entry(dtype=">i4"),
-    "shape not list": with_entry(shape=2),
-    "shape negative": with_entry(shape=[-2], nbytes=8),
-    "shape float": with_entry(shape=[2.0]),
-    "shape bool": with_entry(shape=[True, True], nbytes=4),
-    "shape too many dims": with_entry(shape=[1] * 40, nbytes=4),
-    "shape overflows": with_entry(shape=[0, 2**40, 2**40], nbytes=0),
-    "size mismatch": with_entry(shape=[3]),
-    "nbytes mismatch": with_entry(nbytes=4),
-    "nbytes string": with_entry(nbytes="8"),
-    "offset wrong": with_entry(offset=4),
-    "offset negative": with_entry(offset=-1),
-    "offset huge": with_entry(offset=2**80),
-    "name bad": with_entry(name=""),
-    "name not str": with_entry(name=None),
+BAD_FRAMES = {
+    "kind literal empty": build_frame(kind=b"\x00\x00"),
+    "kind literal with spaces": build_frame(kind=literal("a b")),
+    "kind literal not ascii": build_frame(kind=b"\x00\x02\xc3\xa9"),
+    "kind literal truncated": build_frame(kind=b"\x00\x09abc"),
+    "name literal bad": build_frame([b"\x00\x01 " + bytes([DTYPE_CODES["int32"], 1, 2])], GOOD_PAYLOAD),
+    "dtype code zero": build_frame([literal("a") + bytes([0, 1, 2])], GOOD_PAYLOAD),
+    "dtype code unknown": build_frame([literal("a") + bytes([200, 1, 2])], GOOD_PAYLOAD),
+    "too many dims": build_frame([entry(shape=(1,) * 40)], GOOD_PAYLOAD),
+    "shape overflows": build_frame([entry(shape=(0, 2**34, 2**34))]),
+    "varint too long": build_frame([literal("a") + bytes([DTYPE_CODES["int32"], 1]) + b"\xff" * 6 + b"\x01"]),
+    "varint not minimal": build_frame([literal("a") + bytes([DTYPE_CODES["int32"], 1]) + b"\x82\x00"], GOOD_PAYLOAD),
+    "size mismatch": build_frame([entry(shape=(3,))], GOOD_PAYLOAD),
+    "payload short": build_frame([entry()], GOOD_PAYLOAD[:5]),
+    "more arrays announced than present": build_frame([entry()], GOOD_PAYLOAD, count=2),
+    "entry truncated": build_frame([literal("a") + bytes([DTYPE_CODES["int32"], 2, 2])]),
+    "meta not object": build_frame(meta=b"[1]"),
+    "meta empty object": build_frame(meta=b"{}"),
+    "meta bad json": build_frame(meta=b"{"),
+    "meta length past the end": bytes(struct.pack(">I", 5)) + bytes([WIRE_VERSION, 1, 0x80, 0x7F, 0x7B]),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_HEADERS))
-def test_structurally_bad_headers_raise_protocol_error(case):
+@pytest.mark.parametrize("case", sorted(BAD_FRAMES))
+def test_structurally_bad_frames_raise_protocol_error(case):
     with pytest.raises(ProtocolError):
-        decode(build_frame(BAD_HEADERS[case], GOOD_PAYLOAD))
+        decode(BAD_FRAMES[case])
 
 
 def test_well_formed_hand_built_frame_decodes():
     # Guards the table above: the same builder with the good entry must succeed.
-    got = decode(build_frame(with_entry(), GOOD_PAYLOAD))
+    got = decode(build_frame([GOOD_ENTRY], GOOD_PAYLOAD, meta=b'{"k":[1,2]}'))
+    assert got.kind == "x" and got.meta == {"k": [1, 2]}
     assert got.arrays["a"].tolist() == [1, 2]
 
 
 @pytest.mark.parametrize(
-    "header_text",
+    "meta_text",
     [
-        b'{"kind":"x","meta":{"v":NaN},"arrays":[]}',
-        b'{"kind":"x","meta":{"v":Infinity},"arrays":[]}',
-        b'{"kind":"x","meta":{"v":-Infinity},"arrays":[]}',
-        b'{"kind":"x","meta":{"v":1e999},"arrays":[]}',
-        b'{"kind":"x","meta":{"v":' + b"9" * 5000 + b"},\"arrays\":[]}",
-        b'{"kind":"x","kind":"y","meta":{},"arrays":[]}',
+        b'{"v":NaN}',
+        b'{"v":Infinity}',
+        b'{"v":-Infinity}',
+        b'{"v":1e999}',
+        b'{"v":' + b"9" * 5000 + b"}",
+        b'{"k":1,"k":2}',
         b"[" * 100000 + b"]" * 100000,
         b"\xff\xfe not utf-8",
-        b"",
         b"{",
     ],
-    ids=["nan", "inf", "-inf", "overflow", "long int", "duplicate key", "deep", "utf8", "empty", "open brace"],
+    ids=["nan", "inf", "-inf", "overflow", "long int", "duplicate key", "deep", "utf8", "open brace"],
 )
-def test_unreadable_or_non_finite_header_json_raises_protocol_error(header_text):
-    body = b"PPRG" + struct.pack(">HI", WIRE_VERSION, len(header_text)) + header_text
+def test_unreadable_or_non_finite_meta_json_raises_protocol_error(meta_text):
     with pytest.raises(ProtocolError):
-        decode(struct.pack(">Q", len(body)) + body)
+        decode(build_frame(meta=meta_text))
 
 
 def test_bool_bytes_other_than_zero_and_one_refused():
-    frame = build_frame(with_entry(dtype="bool", shape=[2], nbytes=2), b"\x01\x02")
+    frame = build_frame([entry(dtype="bool")], b"\x01\x02")
     with pytest.raises(ProtocolError, match="bool"):
         decode(frame)
 
 
 def test_trailing_bytes_after_last_array_refused():
     with pytest.raises(ProtocolError, match="after its last array"):
-        decode(build_frame(with_entry(), GOOD_PAYLOAD + b"\x00"))
+        decode(build_frame([GOOD_ENTRY], GOOD_PAYLOAD + b"\x00"))
 
 
 def test_duplicate_array_names_refused():
-    second = {**GOOD_ENTRY, "offset": 8}
-    header = {"kind": "x", "meta": {}, "arrays": [GOOD_ENTRY, second]}
     with pytest.raises(ProtocolError, match="twice"):
-        decode(build_frame(header, GOOD_PAYLOAD * 2))
+        decode(build_frame([GOOD_ENTRY, GOOD_ENTRY], GOOD_PAYLOAD * 2))
 
 
 @pytest.mark.parametrize("not_a_frame", [None, "text", 12, [1, 2]])
@@ -282,15 +296,15 @@ def mutate(frame: bytes, rng: np.random.Generator) -> bytes:
     elif choice == 2:
         data += rng.integers(0, 256, size=rng.integers(1, 16)).astype(np.uint8).tobytes()
     elif choice == 3:
-        start = int(rng.integers(8, len(data)))
+        start = int(rng.integers(4, len(data)))
         data[start : start + 8] = rng.integers(0, 256, size=8).astype(np.uint8).tobytes()
     elif choice == 4:
-        data[: rng.integers(1, 9)] = b"\xff"
+        data[: rng.integers(1, 5)] = b"\xff"
     else:
-        start = int(rng.integers(8, len(data)))
+        start = int(rng.integers(4, len(data)))
         data[start : start + 1] = rng.choice(list(b'{}[]",:0-9eE.tfn\x00\\ '), size=rng.integers(0, 3)).astype(np.uint8).tobytes()
-    if rng.integers(2) and len(data) >= 8:
-        data[:8] = struct.pack(">Q", len(data) - 8)
+    if rng.integers(2) and len(data) >= 4:
+        data[:4] = struct.pack(">I", len(data) - 4)
     return bytes(data)
 
 
@@ -336,6 +350,7 @@ def test_every_truncation_raises_protocol_error():
         (Message("x", {"v": np.zeros(2)}, {}), TypeError),
         (Message("bad kind", {}, {}), ValueError),
         (Message("x", {}, {"bad name": np.zeros(1)}), ValueError),
+        (Message("x", {}, {f"a{i}": np.zeros(1) for i in range(128)}), ValueError),
     ],
 )
 def test_encode_refuses_what_cannot_round_trip(message, error):

@@ -13,6 +13,9 @@ import ssl
 from ppreg.errors import PeerError, ProtocolError
 from ppreg.transport.wire import PREFIX_BYTES, body_length
 
+# A frame buffer starts at most this big and doubles while the peer keeps sending.
+FIRST_ALLOCATION = 1 << 24
+
 
 class SocketLink:
     """Frame link over a connected stream socket.
@@ -67,10 +70,21 @@ class SocketLink:
         except ProtocolError:
             self._broken = f"{self.remote} sent a bad frame length"
             raise
-        frame = bytearray(PREFIX_BYTES + length)
+        return bytes(self._read_body(prefix, PREFIX_BYTES + length, timeout))
+
+    def _read_body(self, prefix: bytearray, total: int, timeout: float | None) -> bytearray:
+        """Read the rest of a ``total``-byte frame into a buffer that grows (doubling) only
+        as bytes arrive, so a length prefix that lies costs no memory it does not deliver."""
+        frame = bytearray(min(total, FIRST_ALLOCATION))
         frame[:PREFIX_BYTES] = prefix
-        self._read_into(memoryview(frame)[PREFIX_BYTES:], timeout, frame_started=True)
-        return bytes(frame)
+        filled = PREFIX_BYTES
+        while filled < total:
+            if filled == len(frame):
+                frame.extend(bytes(min(len(frame), total - len(frame))))
+            with memoryview(frame) as view, view[filled:] as rest:
+                self._read_into(rest, timeout, frame_started=True)
+            filled = len(frame)
+        return frame
 
     def close(self) -> None:
         """Shut the connection down so the peer sees end-of-stream at once."""

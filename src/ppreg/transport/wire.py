@@ -1,15 +1,22 @@
-"""The one wire format: length-prefixed, versioned frames of JSON header + raw arrays.
+"""The one wire format: length-prefixed, versioned frames of a compact binary header + raw arrays.
 
-Frame layout (all integers big-endian, array bytes little-endian; see docs/transport.md)::
+Frame layout (integers big-endian unless said otherwise, array bytes little-endian; see
+docs/transport.md)::
 
-    u64 body length L | b"PPRG" | u16 wire version | u32 header length H |
-    H bytes of UTF-8 JSON header | array bytes packed back to back
+    u32 body length L | u8 wire version | kind | u8 layout | [meta] | array entries | array bytes
 
-``L`` counts every byte after the 8-byte prefix, so a whole frame is ``8 + L`` bytes.
-The header is ``{"kind": str, "meta": {...}, "arrays": [{"name", "dtype", "shape",
-"offset", "nbytes"}, ...]}``; ``offset`` is relative to the first array byte.
+* kind: a u8 code from :data:`KIND_CODES`, or 0 followed by a u8 length and the name;
+* layout: bit 7 set when meta follows, bits 0-6 the number of arrays;
+* meta: a LEB128 length and that many bytes of UTF-8 JSON (an object);
+* array entry: name (u8 code from :data:`NAME_CODES`, or 0, u8 length, name), u8 dtype
+  code, u8 ndim, ndim LEB128 sizes; the arrays' bytes follow back to back in entry order.
 
-Nothing here ever unpickles: arrays are rebuilt from a whitelisted dtype name, a shape
+``L`` counts every byte after the 4-byte prefix, so a whole frame is ``4 + L`` bytes. A
+message of one small array and no meta costs 11 bytes of framing (version 1 spent about
+140 on a JSON header): the per-iteration messages of party2 and the dealer are 8·s bytes
+of payload, and their framing must not dominate them (docs/mpc.md).
+
+Nothing here ever unpickles: arrays are rebuilt from a whitelisted dtype code, a shape
 and raw bytes, so a hostile peer can at worst make :func:`decode` raise
 :class:`~ppreg.errors.ProtocolError`.
 """
@@ -27,39 +34,43 @@ import numpy as np
 
 from ppreg.errors import ProtocolError
 
-WIRE_VERSION: int = 1
-MAGIC = b"PPRG"
+WIRE_VERSION: int = 2
 # Frames up to 4 GiB: a whole pyramid level of a large 3D volume as uint64 shares fits,
 # while a corrupted or hostile length prefix cannot make a reader allocate more.
 MAX_FRAME_BYTES: int = 2**32
 
-PREFIX = struct.Struct(">Q")
-FIXED_HEAD = struct.Struct(">4sHI")  # magic, wire version, header length
+PREFIX = struct.Struct(">I")
 PREFIX_BYTES = PREFIX.size
-MIN_BODY_BYTES = FIXED_HEAD.size
+MIN_BODY_BYTES = 3  # version, kind code, layout
 
-ALLOWED_DTYPES = frozenset(
-    {
-        "bool",
-        "uint8",
-        "int8",
-        "uint16",
-        "int16",
-        "uint32",
-        "int32",
-        "uint64",
-        "int64",
-        "float32",
-        "float64",
-    }
-)
+# Codes are part of the wire version: append only, never renumber. Code 0 means "the
+# name follows literally", so any kind or array name can travel; the tables only make
+# the frequent ones cost one byte.
+DTYPE_NAMES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+               "float32", "float64")
+KINDS = ("hello", "seed", "level", "level_ready", "bye", "error", "welcome",
+         "mpc_level", "mpc_product", "mpc_share", "triples",
+         "clear_level", "clear_product", "clear_result",
+         "fhe_keys", "fhe_level", "fhe_operand", "fhe_product", "fhe_reveal",
+         "cc_level", "cc_iteration", "cc_open1", "cc_open2", "cc_open3", "cc_shares", "cc_share2", "cc_clear",
+         "syn_level", "syn_iterate", "syn_fields", "syn_finish")
+NAMES = ("share", "shares", "masked_features", "selection", "masked_operand", "seed", "samples",
+         "features", "result", "operand", "blob", "field", "inverse", "fixed", "a", "b", "c", "f", "j", "m",
+         "xe", "r2", "c1")
+ALLOWED_DTYPES = frozenset(DTYPE_NAMES)
+DTYPE_CODES = {name: code for code, name in enumerate(DTYPE_NAMES, start=1)}
+KIND_CODES = {name: code for code, name in enumerate(KINDS, start=1)}
+NAME_CODES = {name: code for code, name in enumerate(NAMES, start=1)}
+_LITTLE_DTYPES = {code: np.dtype(name).newbyteorder("<") for name, code in DTYPE_CODES.items()}
+_NATIVE_DTYPES = {code: np.dtype(name) for name, code in DTYPE_CODES.items()}
+_META_FLAG = 0x80
+MAX_ARRAYS = 0x7F
 # numpy refuses arrays with more dimensions than this on some versions; refusing early
 # keeps a hostile shape from turning into a numpy ValueError.
 MAX_NDIM = 32
 # Kinds and array names travel in error messages and logs, so keep them plain tokens.
 TOKEN = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-ARRAY_KEYS = frozenset({"name", "dtype", "shape", "offset", "nbytes"})
-HEADER_KEYS = frozenset({"kind", "meta", "arrays"})
+_LITTLE_ENDIAN_HOST = np.dtype("=u8").byteorder == "=" and np.little_endian
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,13 +81,13 @@ class Message:
     ----------
     kind : str
         Message type, a token of letters, digits, ``_``, ``.`` or ``-`` (e.g. ``"hello"``,
-        ``"level"``, ``"product"``, ``"error"``, ``"bye"``).
+        ``"level"``, ``"mpc_product"``, ``"error"``, ``"bye"``).
     meta : dict
         JSON-able values only: str, int, finite float, bool, None, lists and dicts with
         str keys. Tuples come back as lists.
     arrays : dict of str to ndarray
         Numeric arrays of an allowed dtype (see :data:`ALLOWED_DTYPES`), any shape,
-        including 0-d and empty.
+        including 0-d and empty; at most :data:`MAX_ARRAYS` of them.
 
     Notes
     -----
@@ -109,24 +120,47 @@ def encode(message: Message) -> bytes:
     TypeError
         If the kind, meta or an array is of a type the wire cannot carry (a local bug).
     ValueError
-        If the kind or an array name is not a plain token, or meta holds NaN/inf.
+        If the kind or an array name is not a plain token, there are too many arrays,
+        or meta holds NaN/inf.
     ProtocolError
         If the frame would exceed :data:`MAX_FRAME_BYTES`.
     """
     _check_token(message.kind, "message kind")
     if not isinstance(message.meta, dict):
         raise TypeError(f"meta must be a dict, not {type(message.meta).__name__}")
-    entries, chunks = _pack_arrays(message.arrays)
-    header = {"kind": message.kind, "meta": _jsonable(message.meta, "meta"), "arrays": entries}
-    header_bytes = json.dumps(header, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    body_len = FIXED_HEAD.size + len(header_bytes) + sum(len(chunk) for chunk in chunks)
+    if not isinstance(message.arrays, dict):
+        raise TypeError(f"arrays must be a dict, not {type(message.arrays).__name__}")
+    if len(message.arrays) > MAX_ARRAYS:
+        raise ValueError(f"a message carries at most {MAX_ARRAYS} arrays, not {len(message.arrays)}")
+    head = bytearray([WIRE_VERSION])
+    _put_name(head, message.kind, KIND_CODES)
+    layout = len(message.arrays)
+    meta_bytes = b""
+    if message.meta:
+        layout |= _META_FLAG
+        meta_bytes = json.dumps(_jsonable(message.meta, "meta"), allow_nan=False,
+                                separators=(",", ":")).encode("utf-8")
+    head.append(layout)
+    if meta_bytes:
+        _put_varint(head, len(meta_bytes))
+        head += meta_bytes
+    chunks = []
+    for name, array in message.arrays.items():
+        _check_token(name, "array name")
+        data, code, shape = _array_bytes(name, array)
+        _put_name(head, name, NAME_CODES)
+        head.append(code)
+        head.append(len(shape))
+        for size in shape:
+            _put_varint(head, size)
+        chunks.append(data)
+    body_len = len(head) + sum(len(chunk) for chunk in chunks)
     if PREFIX_BYTES + body_len > MAX_FRAME_BYTES:
         raise ProtocolError(
             f"message {message.kind!r} needs {PREFIX_BYTES + body_len} bytes, "
             f"above the frame limit of {MAX_FRAME_BYTES}"
         )
-    head = PREFIX.pack(body_len) + FIXED_HEAD.pack(MAGIC, WIRE_VERSION, len(header_bytes))
-    return b"".join([head, header_bytes, *chunks])
+    return b"".join([PREFIX.pack(body_len), head, *chunks])
 
 
 def decode(frame: bytes) -> Message:
@@ -145,9 +179,9 @@ def decode(frame: bytes) -> Message:
     Raises
     ------
     ProtocolError
-        On any malformation: wrong length, bad magic, other wire version, bad header
-        JSON, non-finite header numbers, unknown dtype, shape/size mismatch, arrays not
-        packed exactly into the payload. Nothing else is raised.
+        On any malformation: wrong length, other wire version, unknown kind, name or dtype
+        code, bad meta JSON, non-finite meta numbers, bad sizes, arrays not filling the
+        payload exactly. Nothing else is raised.
     """
     if not isinstance(frame, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"a frame must be bytes, not {type(frame).__name__}")
@@ -155,21 +189,39 @@ def decode(frame: bytes) -> Message:
         view = memoryview(frame).cast("B")
     except TypeError:
         raise ProtocolError("a frame must be a contiguous byte buffer") from None
-    header_len = _check_fixed_part(view)
-    header_start = PREFIX_BYTES + FIXED_HEAD.size
-    header = _parse_header(view[header_start : header_start + header_len])
-    payload = view[header_start + header_len :]
-    arrays = _unpack_arrays(header["arrays"], payload)
-    return Message(kind=header["kind"], meta=header["meta"], arrays=arrays)
+    if len(view) < PREFIX_BYTES + MIN_BODY_BYTES:
+        raise ProtocolError(f"truncated frame: {len(view)} bytes, need at least {PREFIX_BYTES + MIN_BODY_BYTES}")
+    length = body_length(view[:PREFIX_BYTES])
+    if length != len(view) - PREFIX_BYTES:
+        raise ProtocolError(f"frame announces {length} body bytes but carries {len(view) - PREFIX_BYTES}")
+    reader = _Reader(view, PREFIX_BYTES)
+    version = reader.byte("wire version")
+    if version != WIRE_VERSION:
+        raise ProtocolError(
+            f"wire version mismatch: peer sent version {version}, this ppreg speaks version {WIRE_VERSION}"
+        )
+    kind = reader.name(KINDS, "message kind")
+    layout = reader.byte("layout")
+    meta = _parse_meta(reader.take(reader.varint("meta length"), "meta")) if layout & _META_FLAG else {}
+    entries = [_read_entry(reader) for _ in range(layout & MAX_ARRAYS)]
+    arrays: dict[str, np.ndarray] = {}
+    for name, code, shape in entries:
+        if name in arrays:
+            raise ProtocolError(f"array {name!r} appears twice in the frame header")
+        nbytes = math.prod(shape) * _LITTLE_DTYPES[code].itemsize
+        arrays[name] = _rebuild(name, code, shape, reader.take(nbytes, f"array {name!r}"))
+    if reader.position != len(view):
+        raise ProtocolError(f"frame has {len(view) - reader.position} bytes after its last array")
+    return Message(kind=kind, meta=meta, arrays=arrays)
 
 
 def body_length(prefix: bytes) -> int:
-    """Read the body length from an 8-byte prefix and refuse impossible sizes.
+    """Read the body length from a 4-byte prefix and refuse impossible sizes.
 
     Parameters
     ----------
     prefix : bytes
-        The first 8 bytes of a frame.
+        The first :data:`PREFIX_BYTES` bytes of a frame.
 
     Returns
     -------
@@ -199,6 +251,125 @@ def _check_token(value: Any, what: str) -> None:
         raise ValueError(f"{what} {value!r} must be 1-128 letters, digits, '_', '.' or '-'")
 
 
+def _put_name(out: bytearray, name: str, codes: dict[str, int]) -> None:
+    code = codes.get(name)
+    if code is not None:
+        out.append(code)
+    else:
+        raw = name.encode("ascii")
+        out.append(0)
+        out.append(len(raw))
+        out += raw
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    """Unsigned LEB128: 7 bits per byte, low bits first, high bit = more bytes follow."""
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+class _Reader:
+    """Bounds-checked cursor over a frame; every overrun is a ProtocolError."""
+
+    def __init__(self, view: memoryview, position: int) -> None:
+        self.view, self.position = view, position
+
+    def byte(self, what: str) -> int:
+        if self.position >= len(self.view):
+            raise ProtocolError(f"truncated frame: no room for its {what}")
+        value = self.view[self.position]
+        self.position += 1
+        return value
+
+    def take(self, count: int, what: str) -> memoryview:
+        end = self.position + count
+        if end > len(self.view):
+            raise ProtocolError(f"{what} runs past the end of the frame")
+        chunk = self.view[self.position : end]
+        self.position = end
+        return chunk
+
+    def varint(self, what: str) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.byte(what)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if byte == 0 and shift:
+                    raise ProtocolError(f"{what} is not minimally encoded")
+                return value
+            shift += 7
+            if shift > 35:  # no size on the wire needs more than 5 bytes (< 2^35)
+                raise ProtocolError(f"{what} is too long")
+
+    def name(self, table: tuple[str, ...], what: str) -> str:
+        code = self.byte(what)
+        if code:
+            if code > len(table):
+                raise ProtocolError(f"unknown {what} code {code}")
+            return table[code - 1]
+        raw = bytes(self.take(self.byte(f"{what} length"), what))
+        text = raw.decode("ascii", errors="replace")
+        if not TOKEN.fullmatch(text):
+            raise ProtocolError(f"bad {what} {text!r} in frame header")
+        return text
+
+
+def _read_entry(reader: _Reader) -> tuple[str, int, tuple[int, ...]]:
+    name = reader.name(NAMES, "array name")
+    code = reader.byte(f"dtype of array {name!r}")
+    if code not in _LITTLE_DTYPES:
+        raise ProtocolError(f"array {name!r} has unknown dtype code {code}")
+    ndim = reader.byte(f"ndim of array {name!r}")
+    if ndim > MAX_NDIM:
+        raise ProtocolError(f"array {name!r} has {ndim} dimensions, more than {MAX_NDIM}")
+    shape = tuple(reader.varint(f"shape of array {name!r}") for _ in range(ndim))
+    # Bound the product of the non-zero sizes too: an empty array of shape (0, 2**34, 2**34)
+    # would otherwise pass the byte count check and then overflow numpy.
+    if math.prod(max(size, 1) for size in shape) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"array {name!r} has impossible shape {list(shape)}")
+    return name, code, shape
+
+
+def _parse_meta(raw: memoryview) -> dict:
+    try:
+        meta = json.loads(
+            bytes(raw).decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and over-long integer literals;
+        # RecursionError a hostile nesting depth.
+        raise ProtocolError(f"unreadable frame meta: {exc}") from None
+    if not isinstance(meta, dict) or not meta:
+        raise ProtocolError("frame meta must be a non-empty JSON object (an empty one is not sent)")
+    return meta
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f"frame meta holds the non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e999 parses to inf
+        raise ProtocolError(f"frame meta holds the non-finite number {text}")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ProtocolError("frame meta repeats a key in one object")
+    return result
+
+
 def _jsonable(value: Any, where: str) -> Any:
     """Return ``value`` as plain JSON types, refusing what would not round-trip."""
     if value is None or isinstance(value, (bool, str)):
@@ -225,147 +396,23 @@ def _meta_key(key: Any, where: str) -> str:
     return key
 
 
-def _pack_arrays(arrays: Any) -> tuple[list[dict], list[bytes]]:
-    if not isinstance(arrays, dict):
-        raise TypeError(f"arrays must be a dict, not {type(arrays).__name__}")
-    entries: list[dict] = []
-    chunks: list[bytes] = []
-    offset = 0
-    for name, array in arrays.items():
-        _check_token(name, "array name")
-        data, dtype_name = _array_bytes(name, array)
-        entries.append(
-            {"name": name, "dtype": dtype_name, "shape": list(np.shape(array)), "offset": offset, "nbytes": len(data)}
-        )
-        chunks.append(data)
-        offset += len(data)
-    return entries, chunks
-
-
-def _array_bytes(name: str, array: Any) -> tuple[bytes, str]:
+def _array_bytes(name: str, array: Any) -> tuple[Any, int, tuple[int, ...]]:
     if not isinstance(array, (np.ndarray, np.generic)):
         raise TypeError(f"array {name!r} is a {type(array).__name__}; send numpy arrays so the dtype is explicit")
-    dtype = np.asarray(array).dtype
-    if dtype.fields is not None or dtype.name not in ALLOWED_DTYPES:
+    array = np.asarray(array)
+    dtype = array.dtype
+    code = DTYPE_CODES.get(dtype.name) if dtype.fields is None else None
+    if code is None:
         raise TypeError(f"array {name!r} has dtype {dtype}; allowed: {', '.join(sorted(ALLOWED_DTYPES))}")
-    little = np.asarray(array).astype(dtype.newbyteorder("<"), copy=False)
-    return little.tobytes(order="C"), dtype.name
+    if _LITTLE_ENDIAN_HOST and dtype.isnative and array.flags.c_contiguous:
+        return memoryview(array).cast("B") if array.size else b"", code, array.shape
+    little = array.astype(dtype.newbyteorder("<"), copy=False)
+    return little.tobytes(order="C"), code, array.shape
 
 
-def _check_fixed_part(view: memoryview) -> int:
-    """Validate prefix, magic and version; return the header length."""
-    if len(view) < PREFIX_BYTES + MIN_BODY_BYTES:
-        raise ProtocolError(f"truncated frame: {len(view)} bytes, need at least {PREFIX_BYTES + MIN_BODY_BYTES}")
-    length = body_length(view[:PREFIX_BYTES])
-    if length != len(view) - PREFIX_BYTES:
-        raise ProtocolError(f"frame announces {length} body bytes but carries {len(view) - PREFIX_BYTES}")
-    magic, version, header_len = FIXED_HEAD.unpack(view[PREFIX_BYTES : PREFIX_BYTES + FIXED_HEAD.size])
-    if magic != MAGIC:
-        raise ProtocolError(f"not a ppreg frame (magic {bytes(magic)!r}, expected {MAGIC!r})")
-    if version != WIRE_VERSION:
-        raise ProtocolError(
-            f"wire version mismatch: peer sent version {version}, this ppreg speaks version {WIRE_VERSION}"
-        )
-    if header_len > length - FIXED_HEAD.size:
-        raise ProtocolError(f"header length {header_len} exceeds the {length - FIXED_HEAD.size} bytes left in the frame")
-    return header_len
-
-
-def _parse_header(raw: memoryview) -> dict:
-    try:
-        header = json.loads(
-            bytes(raw).decode("utf-8"),
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
-        )
-    except ProtocolError:
-        raise
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers bad UTF-8, bad JSON and over-long integer literals;
-        # RecursionError a hostile nesting depth.
-        raise ProtocolError(f"unreadable frame header: {exc}") from None
-    if not isinstance(header, dict) or set(header) != HEADER_KEYS:
-        raise ProtocolError(f"frame header must be an object with exactly the keys {sorted(HEADER_KEYS)}")
-    if not isinstance(header["kind"], str) or not TOKEN.fullmatch(header["kind"]):
-        raise ProtocolError(f"bad message kind {header['kind']!r} in frame header")
-    if not isinstance(header["meta"], dict):
-        raise ProtocolError("frame header 'meta' must be an object")
-    if not isinstance(header["arrays"], list):
-        raise ProtocolError("frame header 'arrays' must be a list")
-    return header
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ProtocolError(f"frame header holds the non-finite number {name}")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # e.g. 1e999 parses to inf
-        raise ProtocolError(f"frame header holds the non-finite number {text}")
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ProtocolError("frame header repeats a key in one object")
-    return result
-
-
-def _unpack_arrays(entries: list, payload: memoryview) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {}
-    offset = 0
-    for entry in entries:
-        name, dtype, shape, nbytes = _check_entry(entry, offset)
-        if name in arrays:
-            raise ProtocolError(f"array {name!r} appears twice in the frame header")
-        if offset + nbytes > len(payload):
-            raise ProtocolError(f"array {name!r} runs past the end of the frame")
-        arrays[name] = _rebuild(name, dtype, shape, payload[offset : offset + nbytes])
-        offset += nbytes
-    if offset != len(payload):
-        raise ProtocolError(f"frame has {len(payload) - offset} bytes after its last array")
-    return arrays
-
-
-def _check_entry(entry: Any, expected_offset: int) -> tuple[str, np.dtype, tuple[int, ...], int]:
-    """Validate one header array entry; arrays must be packed back to back in order."""
-    if not isinstance(entry, dict) or set(entry) != ARRAY_KEYS:
-        raise ProtocolError(f"array entry must be an object with exactly the keys {sorted(ARRAY_KEYS)}")
-    name = entry["name"]
-    if not isinstance(name, str) or not TOKEN.fullmatch(name):
-        raise ProtocolError(f"bad array name {name!r} in frame header")
-    if not isinstance(entry["dtype"], str) or entry["dtype"] not in ALLOWED_DTYPES:
-        raise ProtocolError(f"array {name!r} has unknown dtype {entry['dtype']!r}")
-    dtype = np.dtype(entry["dtype"]).newbyteorder("<")
-    shape = _check_shape(name, entry["shape"])
-    offset, nbytes = entry["offset"], entry["nbytes"]
-    if not _is_count(offset) or offset != expected_offset:
-        raise ProtocolError(f"array {name!r} has offset {offset!r}, expected {expected_offset}")
-    if not _is_count(nbytes) or nbytes != math.prod(shape) * dtype.itemsize:
-        raise ProtocolError(f"array {name!r} has nbytes {nbytes!r}, which does not match shape {list(shape)} of {entry['dtype']}")
-    return name, dtype, shape, nbytes
-
-
-def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
-    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(_is_count(size) for size in shape):
-        raise ProtocolError(f"array {name!r} has bad shape {shape!r}")
-    # Bound the product of the non-zero sizes too: an empty array of shape (0, 2**70)
-    # would otherwise pass the byte count check and then overflow numpy.
-    if math.prod(max(size, 1) for size in shape) > MAX_FRAME_BYTES:
-        raise ProtocolError(f"array {name!r} has impossible shape {shape!r}")
-    return tuple(shape)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _rebuild(name: str, dtype: np.dtype, shape: tuple[int, ...], raw: memoryview) -> np.ndarray:
-    flat = np.frombuffer(raw, dtype=dtype)
-    if dtype.kind == "b" and np.any(flat.view(np.uint8) > 1):
+def _rebuild(name: str, code: int, shape: tuple[int, ...], raw: memoryview) -> np.ndarray:
+    flat = np.frombuffer(raw, dtype=_LITTLE_DTYPES[code])
+    if code == DTYPE_CODES["bool"] and np.any(flat.view(np.uint8) > 1):
         # numpy would keep the odd byte values and behave inconsistently later.
         raise ProtocolError(f"bool array {name!r} holds bytes other than 0 and 1")
-    return flat.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
+    return flat.reshape(shape).astype(_NATIVE_DTYPES[code], copy=True)

@@ -35,9 +35,6 @@ from ppreg.similarity.operands import operand_pattern
 from ppreg.transport.channel import Channel, Message
 
 
-DEALER_BATCH = 8  # products per dealer round trip (the dealer's work depends on no data)
-
-
 def dealer_hello(dealer: Channel, role: str, session: str) -> bytes:
     """Introduce ourselves to the dealer and receive our 32-byte seed."""
     dealer.send("hello", {"role": role, "session": session})
@@ -94,7 +91,6 @@ class MPCClient(EngineClient):
         self._operand = LevelOperand(masked, columns, level.operand_shape[1])
         self._operand_bound = float(message.meta["operand_bound"])
         self._level, self._counter = level.index, 0
-        self._dealer_shares: dict[int, np.ndarray] = {}
 
     def product(self, channel: Channel, features: np.ndarray, selection: np.ndarray) -> np.ndarray:
         n, m = features.shape
@@ -104,29 +100,20 @@ class MPCClient(EngineClient):
         mask = MaskStream(self.seed, u_label(self._level, counter)).uint64((n, m))
         header = {"level": self._level, "counter": counter}
         selection_bytes = np.packbits(selection.ravel())
-        channel.send("mpc_product", header, masked_features=ring_sub(encode(features, self.frac_bits), mask),
-                     selection=selection_bytes)
-        count = int(selection.sum())
-        if counter not in self._dealer_shares:
-            self.dealer.send("triples", {**header, "count": DEALER_BATCH, "n": n, "m": m, "q": q},
-                             selection=selection_bytes)
+        masked = ring_sub(encode(features, self.frac_bits), mask)
         own_share = self._operand.transpose_product(mask)[selection]
-        if counter not in self._dealer_shares:
-            self._receive_dealer_batch(counter, count)
-        dealer_share = self._dealer_shares.pop(counter)
+        # Everything of ours is done before the others wake: in one process the three
+        # parties share one interpreter lock, and a woken party2 would otherwise compete
+        # with us for it. The dealer has Z₁ ready (it works ahead, see Dealer).
+        self.dealer.send("triples", {**header, "n": n, "m": m, "q": q}, selection=selection_bytes)
+        channel.send("mpc_product", header, masked_features=masked, selection=selection_bytes)
+        count = int(selection.sum())
+        dealer_share = self._receive_entries(self.dealer, "triples", count)
         peer_share = self._receive_entries(channel, "mpc_share", count)
         revealed = ring_add(ring_add(own_share, dealer_share), peer_share)
         result = np.zeros((m, q))
         result[selection] = decode_product(revealed, self.frac_bits)
         return result
-
-    def _receive_dealer_batch(self, first: int, count: int) -> None:
-        """Z₁ for products first … first + DEALER_BATCH − 1 of this level (masks only: the
-        dealer can precompute them, so one round trip serves several iterations)."""
-        shares = np.asarray(self.dealer.recv("triples").arrays["share"])
-        if shares.dtype != RING_DTYPE or shares.shape != (DEALER_BATCH, count):
-            raise ProtocolError(f"the dealer sent {shares.dtype}{shares.shape}, expected uint64({DEALER_BATCH}, {count})")
-        self._dealer_shares = {first + k: shares[k] for k in range(DEALER_BATCH)}
 
     @staticmethod
     def _receive_entries(channel: Channel, kind: str, count: int) -> np.ndarray:
@@ -178,7 +165,9 @@ class MPCServer(EngineServer):
         share = ring_add(share, MaskStream(self.seed, z_label(level, counter)).uint64((m, q)))
         if self._noise is not None:
             share = ring_add(share, encode(self._noise.sample(m), 2 * self.frac_bits))
-        channel.send("mpc_share", {"counter": counter}, share=share[selection])
+        # No meta: the channel is ordered and party1 waits for exactly this answer, so the
+        # frame is the s shares plus 11 bytes (docs/mpc.md, "the protocol's own minimum").
+        channel.send("mpc_share", share=share[selection])
 
     def close(self) -> None:
         self.dealer.close()
