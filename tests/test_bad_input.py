@@ -54,6 +54,12 @@ CASES = [
          "{data}/mni_t1_2mm.nii.gz is 3D but the other image is 2D"),
     Case("affine", "image with NaN", ("affine", "{tmp}/nan.mha", "{tmp}/nan.mha"), 2,
          "{tmp}/nan.mha contains NaN or infinite values"),
+    Case("affine", "--mask without --reference-transform", ("affine", R64, R16, "--mask", R16), 2,
+         "--mask restricts the accuracy against --reference-transform; give both or neither"),
+    Case("affine", "reference transform missing", ("affine", R64, R16, "--reference-transform",
+         "{tmp}/missing.tfm"), 2, "transform not found: {tmp}/missing.tfm"),
+    Case("affine", "YAML integer with a fraction", ("affine", R64, R16, "--config", "{tmp}/fraction.yaml"), 2,
+         "seed must be an integer, got 1.5"),
     Case("affine", "bad --levels", ("affine", R64, R16, "--levels", "4xa"), 2,
          "--levels must look like 4x2x1, got '4xa'"),
     Case("affine", "schedules of different lengths", ("affine", R64, R16, "--levels", "4x2", "--smoothing", "1"), 2,
@@ -147,6 +153,7 @@ def write_inputs(tmp: Path, data: Path) -> None:
     nan = sitk.GetImageFromArray(np.where(np.eye(16, dtype=bool)[None].repeat(16, 0), np.nan, 1.0).astype(np.float32))
     sitk.WriteImage(nan, str(tmp / "nan.mha"))  # the NIfTI writer would drop the NaN
     (tmp / "unknown_key.yaml").write_text("levels: 4x2x1\nlearning_rate: 0.5\n")
+    (tmp / "fraction.yaml").write_text("seed: 1.5\n")
     for dim in (2, 3):
         sitk.WriteTransform(sitk.AffineTransform(dim), str(tmp / ("identity.tfm" if dim == 2 else "identity3d.tfm")))
     points = np.random.default_rng(0).normal(size=(6, 3)) * 20

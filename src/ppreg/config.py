@@ -163,8 +163,10 @@ def _read_yaml(path: Path, cls) -> dict:
 def _coerce(cls, key: str, value):
     kind = {f.name: f.type for f in fields(cls)}[key]
     target = {"str": str, "int": int, "float": float}.get(kind if isinstance(kind, str) else kind.__name__, str)
-    if target is int and isinstance(value, bool) or target is not str and isinstance(value, (list, dict)):
+    if target is not str and isinstance(value, (bool, list, dict)):
         raise ConfigError(f"{key} must be {target.__name__}, got {value!r}")
+    if target is int and isinstance(value, float) and not value.is_integer():
+        raise ConfigError(f"{key} must be an integer, got {value!r}")  # int() would silently drop the fraction
     try:
         return target(value)
     except (TypeError, ValueError):

@@ -10,7 +10,34 @@ import typer
 
 from ppreg import __version__
 from ppreg.cli.batch_cmd import PASS_THROUGH, batch
-from ppreg.cli.common import Metric, Pet, Sampling, TransformKind, IterationProgress, enum_value, handle_errors
+from ppreg.cli.common import Metric, Pet, TransformKind, enum_value, handle_errors
+from ppreg.cli.options import (
+    AffineInitial,
+    AffineIterations,
+    AntsInitial,
+    AntsIterations,
+    BSplineInitial,
+    BSplineIterations,
+    PetClearOrMpc,
+    PetOption,
+    Certs,
+    ConfigFile,
+    Convergence,
+    Dealer,
+    FixedImage,
+    Levels,
+    MovingImage,
+    OutputPrefix,
+    Peer,
+    QualityControl,
+    Quiet,
+    ReferenceMask,
+    ReferenceTransform,
+    RevealNoise,
+    SamplingFraction,
+    SamplingOption,
+    Smoothing,
+)
 from ppreg.cli.report_cmd import report
 from ppreg.errors import InputError
 
@@ -41,34 +68,30 @@ def main_options(
 @app.command()
 @handle_errors
 def affine(
-    moving: Annotated[Path, typer.Argument(help="Moving image (party1's), NIfTI/PNG/MHA.")],
-    fixed: Annotated[Optional[Path], typer.Argument(help="Fixed image (party2's) for in-process runs; "
-                                                         "omit with --peer.")] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="Output prefix, like ANTs -o.")] = "ppreg_",
+    moving: MovingImage,
+    fixed: FixedImage = None,
+    output: OutputPrefix = "ppreg_",
     transform: Annotated[Optional[TransformKind], typer.Option(help="Transform model.")] = None,
     metric: Annotated[Optional[Metric], typer.Option(help="Similarity: ssd or mi (Mattes).")] = None,
-    pet: Annotated[Optional[Pet], typer.Option(help="Privacy engine.")] = None,
-    sampling: Annotated[Optional[Sampling], typer.Option(help="Voxel sampling: all, urs (uniform), gms (gradient).")] = None,
-    sampling_fraction: Annotated[Optional[float], typer.Option(help="Share of voxels for urs/gms, (0, 1].")] = None,
-    levels: Annotated[Optional[str], typer.Option(help="Shrink factors, coarse to fine, e.g. 4x2x1.")] = None,
-    smoothing: Annotated[Optional[str], typer.Option(help="Gaussian sigmas in voxels, e.g. 2x1x0.")] = None,
-    iterations: Annotated[Optional[str], typer.Option(help="Iterations per level, e.g. 100x50x25.")] = None,
+    pet: PetOption = None,
+    sampling: SamplingOption = None,
+    sampling_fraction: SamplingFraction = None,
+    levels: Levels = None,
+    smoothing: Smoothing = None,
+    iterations: AffineIterations = None,
     bins: Annotated[Optional[int], typer.Option(help="MI histogram bins.")] = None,
-    convergence: Annotated[Optional[float], typer.Option(help="Stop a level when updates move < this (voxels).")] = None,
+    convergence: Convergence = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling and optimisation.")] = None,
-    reveal_noise: Annotated[Optional[float], typer.Option(help="σ of Gaussian noise party2 adds to every revealed "
-                                                               "joint term (docs/privacy.md); 0 = exact.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML config; command-line options win.")] = None,
-    initial_transform: Annotated[Optional[Path], typer.Option(help="Initial linear ITK transform.")] = None,
-    reference_transform: Annotated[Optional[Path], typer.Option(help="Known transform: report displacement "
-                                                                      "RMSE/max in mm.")] = None,
-    mask: Annotated[Optional[Path], typer.Option(help="Fixed-space mask for the reference accuracy.")] = None,
-    peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve) at HOST:PORT instead of FIXED.")] = None,
-    dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
-    certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
-    qc: Annotated[bool, typer.Option("--qc", help="Also write PREFIXqc.png: checkerboard, edge overlay and "
-                                                  "convergence plot (docs/cli.md).")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+    reveal_noise: RevealNoise = None,
+    config: ConfigFile = None,
+    initial_transform: AffineInitial = None,
+    reference_transform: ReferenceTransform = None,
+    mask: ReferenceMask = None,
+    peer: Peer = None,
+    dealer: Dealer = None,
+    certs: Certs = None,
+    qc: QualityControl = False,
+    quiet: Quiet = False,
 ) -> None:
     """Rigid or affine registration (SSD or MI) of MOVING onto FIXED (or onto party2's
     image with --peer)."""
@@ -116,34 +139,30 @@ def pointcloud(
 @app.command()
 @handle_errors
 def bspline(
-    moving: Annotated[Path, typer.Argument(help="Moving image (party1's), NIfTI/PNG/MHA.")],
-    fixed: Annotated[Optional[Path], typer.Argument(help="Fixed image (party2's) for in-process runs; "
-                                                         "omit with --peer.")] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="Output prefix, like ANTs -o.")] = "ppreg_",
+    moving: MovingImage,
+    fixed: FixedImage = None,
+    output: OutputPrefix = "ppreg_",
     grid_spacing: Annotated[Optional[float], typer.Option(help="Control-point spacing in mm at the finest "
                                                                "level (default: 5 voxels).")] = None,
     regularization: Annotated[Optional[float], typer.Option(help="Weight λ of the membrane energy.")] = None,
-    pet: Annotated[Optional[Pet], typer.Option(help="Privacy engine.")] = None,
-    sampling: Annotated[Optional[Sampling], typer.Option(help="Voxel sampling: all, urs, gms.")] = None,
-    sampling_fraction: Annotated[Optional[float], typer.Option(help="Share of voxels for urs/gms, (0, 1].")] = None,
-    levels: Annotated[Optional[str], typer.Option(help="Shrink factors, coarse to fine, e.g. 4x2x1.")] = None,
-    smoothing: Annotated[Optional[str], typer.Option(help="Gaussian sigmas in voxels, e.g. 2x1x0.")] = None,
-    iterations: Annotated[Optional[str], typer.Option(help="Iterations per level, e.g. 50x30x20.")] = None,
-    convergence: Annotated[Optional[float], typer.Option(help="Stop a level when updates move < this (voxels).")] = None,
+    pet: PetOption = None,
+    sampling: SamplingOption = None,
+    sampling_fraction: SamplingFraction = None,
+    levels: Levels = None,
+    smoothing: Smoothing = None,
+    iterations: BSplineIterations = None,
+    convergence: Convergence = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
-    reveal_noise: Annotated[Optional[float], typer.Option(help="σ of Gaussian noise party2 adds to every revealed "
-                                                               "joint term (docs/privacy.md); 0 = exact.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML config; command-line options win.")] = None,
-    initial_transform: Annotated[Optional[Path], typer.Option(help="Initial linear ITK transform (e.g. from "
-                                                                    "ppreg affine); output is a composite.")] = None,
-    reference_transform: Annotated[Optional[Path], typer.Option(help="Known transform: report displacement "
-                                                                      "RMSE/max in mm.")] = None,
-    mask: Annotated[Optional[Path], typer.Option(help="Fixed-space mask for the reference accuracy.")] = None,
-    peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve) at HOST:PORT instead of FIXED.")] = None,
-    dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
-    certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
-    qc: Annotated[bool, typer.Option("--qc", help="Also write PREFIXqc.png.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+    reveal_noise: RevealNoise = None,
+    config: ConfigFile = None,
+    initial_transform: BSplineInitial = None,
+    reference_transform: ReferenceTransform = None,
+    mask: ReferenceMask = None,
+    peer: Peer = None,
+    dealer: Dealer = None,
+    certs: Certs = None,
+    qc: QualityControl = False,
+    quiet: Quiet = False,
 ) -> None:
     """Free-form deformation (cubic B-spline, SSD) of MOVING onto FIXED; writes an ITK
     BSplineTransform (composite with --initial-transform)."""
@@ -163,32 +182,29 @@ def bspline(
 @app.command()
 @handle_errors
 def ants(
-    moving: Annotated[Path, typer.Argument(help="Moving image (party1's), NIfTI/PNG/MHA.")],
-    fixed: Annotated[Optional[Path], typer.Argument(help="Fixed image (party2's) for in-process runs; "
-                                                         "omit with --peer.")] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="Output prefix, like ANTs -o.")] = "ppreg_",
+    moving: MovingImage,
+    fixed: FixedImage = None,
+    output: OutputPrefix = "ppreg_",
     radius: Annotated[Optional[int], typer.Option(help="Local CC window radius r: windows of (2r+1)^d voxels "
                                                        "(ANTs CC[..., r]).")] = None,
     step: Annotated[Optional[float], typer.Option(help="Largest update per iteration, in voxels (SyN gradient step).")] = None,
     smoothing_update: Annotated[Optional[float], typer.Option(help="Gaussian σ (voxels) of each update field.")] = None,
     smoothing_total: Annotated[Optional[float], typer.Option(help="Gaussian σ (voxels) of the total field; 0 = none.")] = None,
-    pet: Annotated[Optional[Pet], typer.Option(help="Privacy engine: clear or mpc.")] = None,
-    levels: Annotated[Optional[str], typer.Option(help="Shrink factors, coarse to fine, e.g. 4x2x1.")] = None,
-    smoothing: Annotated[Optional[str], typer.Option(help="Gaussian sigmas in voxels, e.g. 2x1x0.")] = None,
-    iterations: Annotated[Optional[str], typer.Option(help="Iterations per level, e.g. 40x20x10.")] = None,
+    pet: PetClearOrMpc = None,
+    levels: Levels = None,
+    smoothing: Smoothing = None,
+    iterations: AntsIterations = None,
     convergence: Annotated[Optional[float], typer.Option(help="Stop a level when the cost's slope over the last 10 "
                                                               "iterations, relative, is above -this.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML config; command-line options win.")] = None,
-    initial_transform: Annotated[Optional[Path], typer.Option(help="Initial linear ITK transform (e.g. from "
-                                                                    "ppreg affine), applied to party1's side.")] = None,
-    reference_transform: Annotated[Optional[Path], typer.Option(help="Known transform: report displacement "
-                                                                      "RMSE/max in mm.")] = None,
-    mask: Annotated[Optional[Path], typer.Option(help="Fixed-space mask for the reference accuracy.")] = None,
-    peer: Annotated[Optional[str], typer.Option(help="party2 (ppreg serve) at HOST:PORT instead of FIXED.")] = None,
-    dealer: Annotated[Optional[str], typer.Option(help="Dealer (ppreg dealer) at HOST:PORT, for --pet mpc.")] = None,
-    certs: Annotated[Optional[Path], typer.Option(help="Certificates directory made by ppreg keys.")] = None,
-    qc: Annotated[bool, typer.Option("--qc", help="Also write PREFIXqc.png.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+    config: ConfigFile = None,
+    initial_transform: AntsInitial = None,
+    reference_transform: ReferenceTransform = None,
+    mask: ReferenceMask = None,
+    peer: Peer = None,
+    dealer: Dealer = None,
+    certs: Certs = None,
+    qc: QualityControl = False,
+    quiet: Quiet = False,
 ) -> None:
     """Greedy symmetric SyN with local CC (ANTs style) of MOVING and FIXED; writes
     PREFIXwarp.nii.gz and PREFIXinverse_warp.nii.gz (ITK displacement fields, without the

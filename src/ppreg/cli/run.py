@@ -9,13 +9,14 @@ from pathlib import Path
 
 import typer
 
-from ppreg.api import run_affine, run_bspline, write_affine_outputs, write_bspline_outputs
+from ppreg.api import read_mask, run_affine, run_bspline, write_affine_outputs, write_bspline_outputs
 from ppreg.api_syn import run_ants, write_ants_outputs
 from ppreg.cli.common import IterationProgress
 from ppreg.config import AffineConfig, AntsConfig, BSplineConfig, load_config
 from ppreg.errors import InputError
 from ppreg.io.images import read_image
 from ppreg.io.points import read_points
+from ppreg.io.transforms import read_transform
 from ppreg.secure.engines import PETS, check_available
 from ppreg.secure.reveal_noise import check_reveal_noise
 from ppreg.secure.runtime import in_process_session, remote_session, serve_dealer, serve_fixed
@@ -66,12 +67,26 @@ def run_registration_command(model: str, moving_path: Path, fixed_path: Path | N
     config = load_config(config_class, config_path, overrides)
     check_available(config.pet, getattr(config, "metric", model))  # affine names its metric; other models are theirs
     moving, fixed = load_pair(moving_path, fixed_path, connection)
+    check_reference(reference_transform, mask, fixed)
     budget = sum(level.iterations for level in config.schedule())
     with IterationProgress(budget, quiet) as progress, connection.session(fixed, config.pet) as proxy:
         outcome = run(moving, proxy, config, initial_transform, progress)
     fixed_label = fixed_path if fixed_path is not None else f"party2 at {connection.peer}"
     return write_outputs(outcome, moving, moving_path, fixed_label, prefix, reference_transform, mask,
                          qc=qc, fixed=fixed)
+
+
+def check_reference(reference_transform, mask, fixed) -> None:
+    """Refuse a bad --reference-transform/--mask before the run, not after it."""
+    if mask is not None and reference_transform is None:
+        raise InputError("--mask restricts the accuracy against --reference-transform; give both or neither")
+    if reference_transform is not None:
+        read_transform(reference_transform)
+    if mask is not None:
+        if fixed is not None:
+            read_mask(mask, fixed.grid)
+        else:  # with --peer the fixed grid is party2's: its shape is checked after the run
+            read_image(mask)
 
 
 def run_affine_command(*args, **kwargs) -> dict:
