@@ -6,4 +6,5 @@ and regenerates ``benchmarks/RESULTS.md`` from every results file present.
 docs/benchmarks.md explains what each one measures and how to read the tables.
 """
 
-BENCHMARKS = ("clear_vs_simpleitk", "mpc_affine", "pointcloud", "attack", "fhe_affine", "bspline", "syn")
+BENCHMARKS = ("clear_vs_simpleitk", "mpc_affine", "pointcloud", "attack", "fhe_affine", "bspline", "syn", "scaling",
+              "memory")

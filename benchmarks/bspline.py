@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from benchmarks.cases import DATA_DIR
+from benchmarks.paper import paper_row
 from ppreg.api import run_bspline, transform_difference
 from ppreg.config import BSplineConfig
 from ppreg.core.bspline import ControlGrid
@@ -30,11 +31,8 @@ from ppreg.synthetic import smooth_deformation, warp_with_deformation
 
 TITLE = "B-spline SSD at the paper's size: engines beside the paper, clear beside SimpleITK (issue 6)"
 SIZE, SEED, MAX_DISPLACEMENT_PX, GRID_PX = 121, 3, 4.0, 5
-PAPER = {  # Taiello et al. 2024, Table 3, brain MRI without gradient approximation
-    "mpc": {"party1_s": 0.63, "party2_s": 0.63, "party1_MB": 21.47, "party2_MB": 28.98},
-    "fhe1": {"party1_s": 3.41, "party2_s": 0.00, "party1_MB": 0.06, "party2_MB": 0.01},
-    "fhe2": {"party1_s": 0.98, "party2_s": 0.43, "party1_MB": 40.45, "party2_MB": 3.56},
-}
+PAPER = {pet: paper_row("bspline", "SSD", "all", pet).per_party() for pet in ("mpc", "fhe1", "fhe2")}
+"""Table 3, brain MRI without gradient approximation."""
 
 
 def paper_case() -> tuple[Image, Image, sitk.Transform, np.ndarray]:

@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from benchmarks.cases import FULL_SCHEDULE, QUICK_SCHEDULE_2D, KnownCase, r16_2d
+from benchmarks.paper import paper_row
 from benchmarks.ppreg_runs import run_ppreg
 from ppreg.api import transform_difference
 from ppreg.core.sampling import choose_samples
@@ -39,7 +40,8 @@ from ppreg.similarity.base import LevelRequest, normalize_intensity
 TITLE = "fhe1, fhe2 and mpc on 2D affine SSD: time and bytes per party (issue 5)"
 ENGINES = ("fhe1", "fhe2", "mpc")
 FRACTION, SEED = 0.1, 0
-PAPER_FHE2_URS_MB = {"party1": 0.72, "party2": 0.88}  # Taiello et al. 2024, PPIR(FHE)-v2 + URS, per iteration
+_PAPER_FHE2_URS = paper_row("affine", "SSD", "URS", "fhe2")
+PAPER_FHE2_URS_MB = {"party1": _PAPER_FHE2_URS.mb_party1, "party2": _PAPER_FHE2_URS.mb_party2}
 GOAL_SPEEDUP = 10.0
 FULL_PRODUCTS, QUICK_PRODUCTS = 5, 2
 
@@ -184,7 +186,8 @@ def _product_table(products: dict) -> dict:
         "notes": ["CPU s: each party's thread clock per product (median), so time spent waiting for the peer is "
                   "not counted; MB: what each party sends per product; keys/seeds: the first level's set-up "
                   "minus the second's (fhe: public context, fhe1 also its Galois keys; mpc: dealer seeds).",
-                  "The paper's PPIR(FHE)-v2 with URS sends 0.72 MB (party1) and 0.88 MB (party2) per iteration."],
+                  f"The paper's PPIR(FHE)-v2 with URS sends {PAPER_FHE2_URS_MB['party1']} MB (party1) and "
+                  f"{PAPER_FHE2_URS_MB['party2']} MB (party2) per iteration."],
     }
 
 

@@ -23,13 +23,21 @@ RESULTS_DIR = PACKAGE_DIR / "results"
 RESULTS_MD = PACKAGE_DIR / "RESULTS.md"
 
 
-def run_benchmarks(names: tuple[str, ...], quick: bool, command: str):
+def results_md_path(results_dir: Path | None) -> Path:
+    """Where RESULTS.md goes: beside the default results folder, or inside a chosen one."""
+    return RESULTS_MD if results_dir is None else results_dir / "RESULTS.md"
+
+
+def run_benchmarks(names: tuple[str, ...], quick: bool, command: str, results_dir: Path | None = None):
     """Run each named benchmark; yields (name, results path, seconds) as each finishes.
 
+    ``results_dir`` (default ``benchmarks/results``) receives NAME.json and any figure a
+    benchmark draws (its module's ``write_figures(result, directory)``, if it has one).
     RESULTS.md is regenerated after every benchmark, so an interrupted run still leaves
     a consistent file.
     """
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    directory = RESULTS_DIR if results_dir is None else results_dir
+    directory.mkdir(parents=True, exist_ok=True)
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")
         load_before, started = os.getloadavg(), time.perf_counter()
@@ -37,18 +45,29 @@ def run_benchmarks(names: tuple[str, ...], quick: bool, command: str):
         seconds = time.perf_counter() - started
         result.update(
             benchmark=name, quick=quick, command=command, date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            elapsed_seconds=round(seconds, 1), machine=machine_info(),
+            duration_seconds=round(seconds, 1), machine=machine_info(),
             load_average={"before": list(load_before), "after": list(os.getloadavg())},
         )
-        path = RESULTS_DIR / f"{name}.json"
+        if hasattr(module, "write_figures"):
+            result["figures"] = module.write_figures(result, directory)
+        path = directory / f"{name}.json"
         write_text_atomically(path, json.dumps(result, indent=1, default=_json_default) + "\n")
-        write_text_atomically(RESULTS_MD, render_results(load_results()))
+        render(results_dir)
         yield name, path, seconds
 
 
-def load_results() -> list[dict]:
-    """Every results JSON present, in file-name order."""
-    return [json.loads(path.read_text()) for path in sorted(RESULTS_DIR.glob("*.json"))]
+def render(results_dir: Path | None = None) -> Path:
+    """Regenerate RESULTS.md from the results JSON present (no benchmark runs); returns its path."""
+    directory = RESULTS_DIR if results_dir is None else results_dir
+    target = results_md_path(results_dir)
+    figures_prefix = os.path.relpath(directory, target.parent)
+    write_text_atomically(target, render_results(load_results(directory), figures_prefix))
+    return target
+
+
+def load_results(directory: Path = RESULTS_DIR) -> list[dict]:
+    """Every results JSON in ``directory``, in file-name order."""
+    return [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))]
 
 
 def machine_info() -> dict:

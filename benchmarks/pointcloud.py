@@ -22,6 +22,7 @@ import statistics
 import numpy as np
 
 from benchmarks.cases import DATA_DIR
+from benchmarks.paper import paper_row
 from ppreg.api_pointcloud import PointcloudOutcome, run_pointcloud
 from ppreg.errors import EngineUnavailableError
 from ppreg.io.images import read_image
@@ -37,9 +38,11 @@ QUICK_SIZES, FULL_SIZES = (10**3, 10**4, 10**5), (10**3, 10**4, 10**5, 10**6)
 FHE_MAX_SIZE = 10**5  # fhe1 takes ~10 s at 10^5 points; 10^6 would dominate the full run
 # Repeats (median time): landmarks, growth.
 FULL_REPEATS, QUICK_REPEATS = (10, 3), (3, 1)
-PAPER = {  # Taiello et al. 2024, point-cloud experiment, 193 points: seconds, MB per party
-    "mpc": {"seconds": 0.02, "mb": 0.03},
-    "fhe": {"seconds_party1": 1.10, "seconds_party2": 0.18, "mb_party1": 1.42, "mb_party2": 35.93},
+_PAPER_MPC, _PAPER_FHE = (paper_row("pointcloud", "SSD", "all", pet) for pet in ("mpc", "fhe1"))
+PAPER = {  # Table A1, 193 points: seconds, MB per party
+    "mpc": {"seconds": _PAPER_MPC.seconds_party1, "mb": _PAPER_MPC.mb_party1},
+    "fhe": {"seconds_party1": _PAPER_FHE.seconds_party1, "seconds_party2": _PAPER_FHE.seconds_party2,
+            "mb_party1": _PAPER_FHE.mb_party1, "mb_party2": _PAPER_FHE.mb_party2},
 }
 
 
