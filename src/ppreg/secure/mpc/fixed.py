@@ -48,12 +48,13 @@ def encode(values, frac_bits: int = DEFAULT_FRAC_BITS, bound_bits: int = DEFAULT
     """
     _check_bits(frac_bits, bound_bits)
     values = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise InputError("fixed-point encoding: input contains NaN or infinity")
     # Scaling by a power of two is exact in float64, so rint is the only rounding.
     # Near 2^63 every float64 is an integer, so rint never pushes a value past 2^63.
     scaled = np.ldexp(values, frac_bits)
-    if float(np.max(np.abs(scaled), initial=0.0)) >= 2.0**bound_bits:
+    peak = float(np.max(np.abs(scaled), initial=0.0))
+    if not peak < 2.0**bound_bits and not np.all(np.isfinite(values)):  # NaN and inf fail "peak <" too
+        raise InputError("fixed-point encoding: input contains NaN or infinity")
+    if peak >= 2.0**bound_bits:
         raise InputError(
             f"fixed-point overflow: |value| up to {float(np.max(np.abs(values))):.6g} "
             f"exceeds the budget 2^(bound_bits-f) = 2^{bound_bits - frac_bits} = "
