@@ -65,7 +65,9 @@ def syn_revealed(pet: str, result: SynResult) -> dict:
     field_values = sum(level.n_samples * len(level.iterations) for level in result.levels)
     own_side = {
         "per_iteration": ["its own CC force factor r at every voxel of the level grid (r1 = c·Ĵ − c²·Î for "
-                          "party1, r2 = c·Î − c²·Ĵ for party2)", "mean local CC² over the grid (1 value)"],
+                          "party1, r2 = c·Î − c²·Ĵ for party2)", "mean local CC² over the grid (1 value)"] +
+                         (["the joint support S: the voxels where both windows are non-flat (1 bit per voxel; "
+                           "r = 0 off S)"] if pet == "mpc" else []),
         "values_per_iteration": [level.revealed_per_evaluation for level in result.levels],
         "values_total": field_values + iterations,
         "fixed_grid_geometry": True,
@@ -78,10 +80,12 @@ def syn_revealed(pet: str, result: SynResult) -> dict:
         to_party1["clear_engine"] = to_party2["clear_engine"] = leak
     else:
         to_party1["engine_messages"] = to_party2["engine_messages"] = \
-            "uniformly random masked values (8 ring elements per voxel per iteration)"
+            ("uniformly random masked values per iteration: 2 bits per voxel, 1 ring element per voxel of S⁺ "
+             "(S dilated by the window) and 7 per voxel of S")
     to_party1["reveal_noise"] = {"sigma": 0.0, "applies_to": "nothing (--reveal-noise is refused for ants)"}
-    dealer = {"present": pet == "mpc", "sees": "the level grid shape, the window radius and the iteration counter; "
-              "never data" if pet == "mpc" else "no dealer in this engine"}
+    dealer = {"present": pet == "mpc",
+              "sees": "the level grid shape, the window radius, the level's iteration count and the iteration "
+                      "counter; never data" if pet == "mpc" else "no dealer in this engine"}
     return {"threat_model": THREAT_MODEL, "revealed_to_party1": to_party1, "revealed_to_party2": to_party2,
             "revealed_to_dealer": dealer, "force_values_discarded": result.discarded_voxels}
 

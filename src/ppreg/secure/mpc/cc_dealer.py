@@ -5,7 +5,8 @@ iteration; the dealer answers with Z₁ for X on the grid, for c, r1, r2 and Σc
 N slots: it never learns the support S nor its size) and party1's share bits of the AND
 that reveals S, all computed from the two parties' seeds alone. It never sees any data.
 Being data-independent, an iteration's tensors are computed ahead, right after the previous
-ones are sent, while the parties warp their images and update their fields (party1 says
+ones are sent (iteration 0's when the level is announced), while the parties build their
+level, warp their images and update their fields (party1 says
 how many iterations the level has, so no set is computed for nothing unless a level stops
 early on convergence).
 """
@@ -64,5 +65,6 @@ class CCDealer:
         if not 0 <= iterations <= MAX_ITERATIONS:
             raise ProtocolError(f"the dealer refuses a CC level of {iterations} iterations")
         self.level, self.shape, self.radius, self.iterations = int(message.meta["level"]), shape, radius, iterations
-        self.ahead = None
         self.scales = CCScales.for_window(window_size(radius, len(shape)))
+        # the parties now build their level (pyramid, field resampling): time to compute iteration 0
+        self.ahead = ((self.level, 0), self._compute(0)) if iterations > 0 else None
