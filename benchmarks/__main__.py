@@ -51,8 +51,8 @@ def run(
 
 @app.command()
 def render(results_dir: ResultsDir = None) -> None:
-    """Regenerate RESULTS.md from the results JSON already present (runs no benchmark)."""
-    typer.echo(f"regenerated {render_results_md(results_dir)}")
+    """Regenerate RESULTS.md and redraw the figures from the results JSON already present (runs no benchmark)."""
+    typer.echo(f"regenerated {render_results_md(results_dir, redraw=True)}")
 
 
 if __name__ == "__main__":

@@ -56,10 +56,18 @@ def run_benchmarks(names: tuple[str, ...], quick: bool, command: str, results_di
         yield name, path, seconds
 
 
-def render(results_dir: Path | None = None) -> Path:
-    """Regenerate RESULTS.md from the results JSON present (no benchmark runs); returns its path."""
+def render(results_dir: Path | None = None, redraw: bool = False) -> Path:
+    """Regenerate RESULTS.md from the results JSON present (no benchmark runs); returns its path.
+
+    ``redraw``: also redraw every benchmark's figures from its JSON (``write_figures``).
+    """
     directory = RESULTS_DIR if results_dir is None else results_dir
     target = results_md_path(results_dir)
+    if redraw:
+        for result in load_results(directory):
+            module = importlib.import_module(f"benchmarks.{result['benchmark']}")
+            if hasattr(module, "write_figures"):
+                module.write_figures(result, directory)
     figures_prefix = os.path.relpath(directory, target.parent)
     write_text_atomically(target, render_results(load_results(directory), figures_prefix))
     return target

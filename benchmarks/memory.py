@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -147,24 +148,32 @@ def _measure(row: MemoryRun, inputs: dict, work: Path) -> dict:
     logs = work / row.name.replace(" ", "_")
     logs.mkdir()
     processes, dealer_option = {}, []
-    if row.uses_dealer:  # the CKKS engines have no dealer: a dealer started for them would wait forever
-        processes["dealer"], dealer_port = _start(
-            [*PPREG, "dealer", "--listen", "127.0.0.1:0", "--certs", certs, "--sessions", "1"], logs / "dealer.err")
-        dealer_option = ["--dealer", f"127.0.0.1:{dealer_port}"]
-    processes["party2"], party2_port = _start([*PPREG, "serve", str(fixed), "--listen", "127.0.0.1:0", "--certs",
-                                               certs, *dealer_option, "--sessions", "1"], logs / "party2.err")
-    started = time.perf_counter()
-    processes["party1"] = _launch(
-        [*PPREG, row.model, str(moving), "--peer", f"127.0.0.1:{party2_port}", *dealer_option, "--certs", certs,
-         "-o", str(logs / "out_"), "--quiet", *row.options], logs / "party1.err")
-    peaks = dict.fromkeys(PARTIES)
-    for party in ("party1", "party2", "dealer"):
-        if party not in processes:
-            continue
-        peaks[party], status = _reap(processes[party], RUN_TIMEOUT)
-        if status != 0:
-            raise RuntimeError(f"{row.name}: {party} exited {status}: {(logs / f'{party}.err').read_text()[-2000:]}")
-    wall = time.perf_counter() - started
+    try:
+        if row.uses_dealer:  # the CKKS engines have no dealer: a dealer started for them would wait forever
+            dealer_port = _free_port()  # chosen here so that party2 can start beside the dealer, not after it
+            processes["dealer"] = _launch([*PPREG, "dealer", "--listen", f"127.0.0.1:{dealer_port}", "--certs", certs,
+                                           "--sessions", "1"], logs / "dealer.err")
+            dealer_option = ["--dealer", f"127.0.0.1:{dealer_port}"]
+        processes["party2"] = _launch([*PPREG, "serve", str(fixed), "--listen", "127.0.0.1:0", "--certs", certs,
+                                       *dealer_option, "--sessions", "1"], logs / "party2.err")
+        ports = {party: _listening_port(process, logs / f"{party}.err") for party, process in processes.items()}
+        started = time.perf_counter()
+        processes["party1"] = _launch(
+            [*PPREG, row.model, str(moving), "--peer", f"127.0.0.1:{ports['party2']}", *dealer_option,
+             "--certs", certs, "-o", str(logs / "out_"), "--quiet", *row.options], logs / "party1.err")
+        peaks = dict.fromkeys(PARTIES)
+        for party in ("party1", "party2", "dealer"):
+            if party not in processes:
+                continue
+            peaks[party], status = _reap(processes.pop(party), RUN_TIMEOUT)
+            if status != 0:
+                raise RuntimeError(f"{row.name}: {party} exited {status}: "
+                                   f"{(logs / f'{party}.err').read_text()[-2000:]}")
+        wall = time.perf_counter() - started
+    finally:
+        for process in processes.values():  # left over only when something failed
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     report = json.loads((logs / "out_report.json").read_text())
     return {"name": row.name, "case": row.case, "model": row.model, "options": list(row.options),
             "paper_key": list(row.paper_key) if row.paper_key else None, "peak_mb": peaks,
@@ -188,20 +197,23 @@ def _launch(command: list[str], stderr_path: Path) -> subprocess.Popen:
                                  *command], stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
 
 
-def _start(command: list[str], stderr_path: Path) -> tuple[subprocess.Popen, int]:
-    """Start a server process; wait (bounded) for the 'port N' it prints on stderr."""
-    process = _launch(command, stderr_path)
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _listening_port(process: subprocess.Popen, stderr_path: Path) -> int:
+    """Wait (bounded) for the 'port N' a server prints on stderr once it listens."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         match = re.search(r"port (\d+)", stderr_path.read_text())
         if match:
-            return process, int(match.group(1))
+            return int(match.group(1))
         if process.poll() is not None:
             break
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    raise RuntimeError(f"{command[3]} did not start: {stderr_path.read_text()[-2000:]}")
+    raise RuntimeError(f"{stderr_path.stem} did not start: {stderr_path.read_text()[-2000:]}")
 
 
 def _reap(process: subprocess.Popen, timeout: float) -> tuple[float, int]:

@@ -169,6 +169,7 @@ def write_figures(result: dict, directory) -> list[dict]:
         print("scaling: matplotlib is not installed (pip install 'ppreg[bench]'); scaling.png skipped")
         return []
     figure, (time_axes, bytes_axes) = plt.subplots(1, 2, figsize=(11, 4.5))
+    colours = {pet: f"C{index}" for index, pet in enumerate(result["engines"])}
     for dim in ("2D", "3D"):
         for pet in result["engines"]:
             rows = [m for m in result["measurements"] if m["dim"] == dim and m["pet"] == pet]
@@ -176,10 +177,11 @@ def write_figures(result: dict, directory) -> list[dict]:
                 continue
             voxels = [m["voxels"] for m in rows]
             style = "-o" if dim == "2D" else "--s"
-            time_axes.plot(voxels, [m["seconds_per_iteration"] for m in rows], style, label=f"{pet} {dim}")
+            time_axes.plot(voxels, [m["seconds_per_iteration"] for m in rows], style, color=colours[pet],
+                           label=f"{pet} {dim}")
             heavier = [max(m["bytes_per_iteration"]["party1"], m["bytes_per_iteration"]["party2"]) for m in rows]
             if min(heavier) > 0:
-                bytes_axes.plot(voxels, heavier, style, label=f"{pet} {dim}")
+                bytes_axes.plot(voxels, heavier, style, color=colours[pet], label=f"{pet} {dim}")
     for axes, label in ((time_axes, "s per iteration (party1)"), (bytes_axes, "bytes per iteration (busier party)")):
         axes.set_xscale("log")
         axes.set_yscale("log")
