@@ -31,7 +31,6 @@ class Dealer:
         self._level: int | None = None
         self._level_masks: LevelOperand | None = None  # V of the current level
         self._cc: CCDealer | None = None  # ppreg ants sessions
-        self._prepared: tuple | None = None  # (request key, Z₁) computed ahead
 
     def greet(self, channel: Channel, expected_role: str) -> str:
         """Receive a party's hello, check its role, send its seed; returns the session id."""
@@ -58,28 +57,11 @@ class Dealer:
                 continue
             if message.kind != "triples":
                 raise ProtocolError(f"the dealer got an unexpected {message.kind!r} message")
-            channel.send("triples", share=self._answer(message))
+            # One answer per request, computed on demand (concurrently with party2's share):
+            # nothing is sent for a product party1 never makes, e.g. at a level's end.
+            meta = message.meta
+            channel.send("triples", share=self._party1_share(meta, message.arrays["selection"], int(meta["counter"])))
             served += 1
-            self._prepare_next(message)
-
-    def _answer(self, message) -> np.ndarray:
-        """Z₁ for the requested product, from the precomputed one when it matches."""
-        key = _request_key(message)
-        if self._prepared is not None and self._prepared[0] == key:
-            return self._prepared[1]
-        return self._party1_share(message.meta, message.arrays["selection"], int(message.meta["counter"]))
-
-    def _prepare_next(self, message) -> None:
-        """Compute Z₁ of the next counter with the same shape while party1 works.
-
-        Z₁ depends on masks only, so the dealer can work ahead: an iteration's products
-        have the same shape, and the answer then leaves as soon as party1 asks. Nothing
-        is sent before party1 asks, so a product that never comes costs no bytes.
-        """
-        meta = {**message.meta, "counter": int(message.meta["counter"]) + 1}
-        selection = message.arrays["selection"]
-        key = _request_key(message, counter_offset=1)
-        self._prepared = (key, self._party1_share(meta, selection, meta["counter"]))
 
     def _party1_share(self, meta: dict, selection_bytes: np.ndarray, counter: int) -> np.ndarray:
         level = int(meta["level"])
@@ -108,15 +90,8 @@ class Dealer:
         n_columns = operand_columns(request)
         shape = (n_rows, n_columns) if columns is None else columns.shape
         self._level = int(message.meta["index"])
-        self._prepared = None
         masks = MaskStream(self.seeds["party2"], v_label(self._level)).uint64(shape)
         self._level_masks = LevelOperand(masks, columns, n_columns)
-
-
-def _request_key(message, counter_offset: int = 0) -> tuple:
-    meta = message.meta
-    return (int(meta["level"]), int(meta["counter"]) + counter_offset, int(meta["n"]), int(meta["m"]),
-            int(meta["q"]), bytes(np.asarray(message.arrays["selection"], dtype=np.uint8)))
 
 
 def run_dealer_session(first: Channel, second_factory) -> int:

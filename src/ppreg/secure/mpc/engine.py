@@ -100,14 +100,13 @@ class MPCClient(EngineClient):
         mask = MaskStream(self.seed, u_label(self._level, counter)).uint64((n, m))
         header = {"level": self._level, "counter": counter}
         selection_bytes = np.packbits(selection.ravel())
-        masked = ring_sub(encode(features, self.frac_bits), mask)
-        own_share = self._operand.transpose_product(mask)[selection]
-        # Everything of ours is done before the others wake: in one process the three
-        # parties share one interpreter lock, and a woken party2 would otherwise compete
-        # with us for it. The dealer has Z₁ ready (it works ahead, see Dealer).
+        # party2 first (its answer is the critical path), then the dealer, whose Z₁ depends
+        # on masks only; both work while we compute our own share Uᵀ·(G̃ − V).
+        channel.send("mpc_product", header, masked_features=ring_sub(encode(features, self.frac_bits), mask),
+                     selection=selection_bytes)
         self.dealer.send("triples", {**header, "n": n, "m": m, "q": q}, selection=selection_bytes)
-        channel.send("mpc_product", header, masked_features=masked, selection=selection_bytes)
         count = int(selection.sum())
+        own_share = self._operand.transpose_product(mask)[selection]
         dealer_share = self._receive_entries(self.dealer, "triples", count)
         peer_share = self._receive_entries(channel, "mpc_share", count)
         revealed = ring_add(ring_add(own_share, dealer_share), peer_share)
