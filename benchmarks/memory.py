@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.cases import DATA_DIR, mni_3d, r16_2d
+from benchmarks.paper import POINTCLOUD_POINTS
 from ppreg.io.images import read_image, write_image
 from ppreg.io.points import write_points
 from ppreg.synthetic import known_affine
@@ -95,7 +96,7 @@ def runs(quick: bool) -> list[MemoryRun]:
         MemoryRun("fhe2 affine SSD 2D GMS", "r16 256², known affine, GMS 10 %", "affine",
                   ("--pet", "fhe2", "--sampling", "gms", "--sampling-fraction", "0.1", *schedule_2d),
                   ("affine", "SSD", "GMS", "fhe2")),
-        MemoryRun("mpc pointcloud", "193 3D landmarks", "pointcloud", ("--pet", "mpc"),
+        MemoryRun("mpc pointcloud", f"{POINTCLOUD_POINTS} 3D landmarks", "pointcloud", ("--pet", "mpc"),
                   ("pointcloud", "SSD", "all", "mpc")),
         MemoryRun("mpc affine MI 3D", f"MNI T1 {'4 mm, levels 2x1' if quick else '2 mm, levels 4x2'}, known affine, "
                   "MI, URS 10 %", "affine", ("--pet", "mpc", *(QUICK_SCHEDULE_MI if quick else SCHEDULE_MI)),
@@ -128,7 +129,7 @@ def _write_inputs(work: Path, quick: bool) -> dict:
     inputs = {"affine 2D": (work / "r16_moving.nii.gz", DATA_DIR / "r16.png"),
               "affine 3D": (work / "mni_moving.nii.gz", work / "mni_fixed.nii.gz")}
     rng = np.random.default_rng(8)
-    fixed = surface_landmarks(read_image(DATA_DIR / "mni_mask_2mm.nii.gz"), 193, rng)
+    fixed = surface_landmarks(read_image(DATA_DIR / "mni_mask_2mm.nii.gz"), POINTCLOUD_POINTS, rng)
     matrix, translation, center = known_affine(3, 12.0, (6.0, -4.0, 9.0), 0.0, fixed.mean(axis=0))
     write_points(fixed, work / "fixed.csv")
     write_points(move_points(fixed, matrix, translation, center, 1.0, rng), work / "moving.csv")

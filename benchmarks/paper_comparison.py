@@ -95,7 +95,7 @@ def comparison_row(paper: PaperRow, by_name: dict) -> dict:
     time_ratio = _ratio(paper_seconds, ours.seconds if ours else None)
     ratio1 = _ratio(paper.mb_party1, ours.mb_party1 if ours else None)
     ratio2 = _ratio(paper.mb_party2, ours.mb_party2 if ours else None)
-    comparable = paper_seconds is not None and paper_seconds > 0 or paper.mb_party1 is not None
+    comparable = (paper_seconds is not None and paper_seconds > 0) or paper.mb_party1 is not None
     mark, note = _mark_and_note(paper, ours, comparable, time_ratio, ratio1, ratio2)
     missing = "—"
     cells = [paper.table, paper.label, paper.model, paper.metric, paper.sampling, paper.engine,
