@@ -74,16 +74,20 @@ def _timing(clear_runs: list[PpregRun], mpc_runs: list[PpregRun]) -> dict:
         finest = [statistics.fmean(r.seconds for r in run.outcome.result.levels[-1].iterations) for run in runs]
         overall = [statistics.fmean(r.seconds for level in run.outcome.result.levels for r in level.iterations)
                    for run in runs]
+        wall_per_iteration = [run.wall_seconds / sum(len(level.iterations) for level in run.outcome.result.levels)
+                              for run in runs]
         return {"finest_seconds_per_iteration": statistics.median(finest),
                 "seconds_per_iteration": statistics.median(overall),
                 "wall_seconds": statistics.median(run.wall_seconds for run in runs),
+                "wall_seconds_per_iteration": statistics.median(wall_per_iteration),
                 "repeats": len(runs)}
 
     clear, mpc = stats(clear_runs), stats(mpc_runs)
     return {"clear": clear, "mpc": mpc,
             "ratio_finest": mpc["finest_seconds_per_iteration"] / clear["finest_seconds_per_iteration"],
             "ratio_all_levels": mpc["seconds_per_iteration"] / clear["seconds_per_iteration"],
-            "ratio_wall": mpc["wall_seconds"] / clear["wall_seconds"]}
+            "ratio_wall": mpc["wall_seconds"] / clear["wall_seconds"],
+            "ratio_wall_per_iteration": mpc["wall_seconds_per_iteration"] / clear["wall_seconds_per_iteration"]}
 
 
 def _minimum_bytes(n: int, p: int) -> dict:
@@ -124,16 +128,22 @@ def _time_table(rows: list[dict]) -> dict:
             timing["clear"]["finest_seconds_per_iteration"], timing["mpc"]["finest_seconds_per_iteration"],
             timing["ratio_finest"], timing["ratio_all_levels"],
             timing["clear"]["wall_seconds"], timing["mpc"]["wall_seconds"],
+            timing["clear"]["wall_seconds_per_iteration"], timing["mpc"]["wall_seconds_per_iteration"],
+            timing["ratio_wall_per_iteration"],
             agreement["rmse_mm"], agreement["max_mm"],
             f"{row['clear']['accuracy_vs_truth']['rmse_mm']:.3f} / {row['mpc']['accuracy_vs_truth']['rmse_mm']:.3f}",
-            "yes" if timing["ratio_finest"] <= GOAL_TIME_RATIO and agreement["rmse_mm"] <= GOAL_RMSE else "no",
+            "yes" if timing["ratio_wall_per_iteration"] <= GOAL_TIME_RATIO and agreement["rmse_mm"] <= GOAL_RMSE
+            else "no",
+            "yes" if timing["ratio_finest"] <= GOAL_TIME_RATIO else "no",
         ])
     return {
         "title": "Time per iteration and agreement, mpc vs clear (same run)",
         "columns": ["case", "sampling", "N (finest)", "evaluations clear / mpc", "clear s/iter (finest)",
                     "mpc s/iter (finest)", "ratio mpc/clear (finest)", "ratio (all levels)", "clear wall s",
-                    "mpc wall s", "RMSE mpc vs clear (mm or px)", "max mpc vs clear", "RMSE vs truth clear / mpc",
-                    f"goal met (ratio ≤ {GOAL_TIME_RATIO:g}, RMSE ≤ {GOAL_RMSE:g})"],
+                    "mpc wall s", "clear wall s/iter", "mpc wall s/iter", "wall s/iter ratio",
+                    "RMSE mpc vs clear (mm or px)", "max mpc vs clear", "RMSE vs truth clear / mpc",
+                    f"goal met (wall s/iter ratio ≤ {GOAL_TIME_RATIO:g}, RMSE ≤ {GOAL_RMSE:g})",
+                    f"finest-level evaluation ratio ≤ {GOAL_TIME_RATIO:g}"],
         "rows": table_rows,
         "notes": [
             "Seconds per iteration are the driver's own per-evaluation records "
@@ -141,6 +151,11 @@ def _time_table(rows: list[dict]) -> dict:
             "Levenberg-Marquardt step), mean over a level's iterations, median over the repeats. Wall is "
             "the whole in-process session including level setup. party1, party2 and the dealer are threads "
             "of one process sharing the cores.",
+            "Wall s/iter: the session's wall time over its iterations (evaluations), each engine's own count: "
+            "the time per iteration a user waits, and the issue's measure (docs/mpc.md, 'Speed'). The finest-level "
+            "evaluation ratio isolates the product's fixed latency: party1, party2 and the dealer are threads "
+            "sharing one interpreter lock, so every party's CPU work and each hand-over adds to an evaluation "
+            "that takes clear only a few hundred µs at N ≈ 6 500.",
             "RMSE/max: displacement between the mpc and the clear transforms over the mask "
             "(`transform_difference`), in mm (3D) or px (2D).",
         ],
@@ -224,8 +239,9 @@ def _summary_line(row: dict) -> str:
     finest = row["mpc"]["levels"][-1]
     measured, minimum = finest["bytes_per_iteration"], row["minimum_bytes"]
     beaver = row["beaver"]["bytes_per_iteration"]
-    return (f"{row['case']}, {_sampling_label(row['sampling'])}: mpc/clear time per iteration "
-            f"{row['timing']['ratio_finest']:.2f} (finest), RMSE mpc vs clear {row['mpc_vs_clear']['rmse_mm']:.4f} "
+    return (f"{row['case']}, {_sampling_label(row['sampling'])}: mpc/clear wall time per iteration "
+            f"{row['timing']['ratio_wall_per_iteration']:.2f} (evaluation at the finest level "
+            f"{row['timing']['ratio_finest']:.2f}), RMSE mpc vs clear {row['mpc_vs_clear']['rmse_mm']:.4f} "
             f"{row['unit']}; party1 {measured['party1'] / minimum['party1']:.3f}× its minimum, party2 "
             f"{measured['party2'] / minimum['party2']:.2f}×; generic Beaver sends "
             f"{beaver['party1'] / measured['party1']:.1f}× (party1) and {beaver['party2'] / measured['party2']:.0f}× "
