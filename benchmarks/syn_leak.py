@@ -23,7 +23,7 @@ from ppreg.similarity.base import normalize_intensity
 from ppreg.similarity.cc import CCForces, LocalStats, clear_forces, local_statistics
 
 
-def force_field_leak(fixed: Image, moving: Image, mask: np.ndarray, radius: int = 2) -> dict:
+def force_field_leak(fixed: Image, moving: Image, mask: np.ndarray, radius: int = 2, iterations: int = 20) -> dict:
     own = local_statistics(normalize_intensity(moving.array)[0], radius)
     other = local_statistics(normalize_intensity(fixed.array)[0], radius)
     forces = clear_forces(own, other)
@@ -35,7 +35,7 @@ def force_field_leak(fixed: Image, moving: Image, mask: np.ndarray, radius: int 
             "corr_own_Ihat_vs_Jhat": _corr(own.normalized, other.normalized, inside),
             "corr_estimate_vs_J": _corr(estimate, other.warped, inside),
             "corr_own_Ihat_vs_J": _corr(own.normalized, other.warped, inside),
-            "over_iterations": _over_iterations(fixed, moving, mask, radius)}
+            "over_iterations": _over_iterations(fixed, moving, mask, radius, iterations)}
 
 
 def _estimate(forces: CCForces, own: LocalStats) -> np.ndarray:
