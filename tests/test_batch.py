@@ -77,6 +77,17 @@ def test_all_pairs_ok_exits_zero(tmp_path):
     assert (tmp_path / "o" / "r64_qc.png").is_file()
 
 
+def test_a_batch_of_ants_registrations_writes_warps_and_a_summary(tmp_path):
+    manifest = tmp_path / "syn.csv"
+    manifest.write_text(f"moving,fixed\n{DATA / 'r64.png'},{DATA / 'r16.png'}\n")
+    result = CliRunner().invoke(app, ["batch", str(manifest), "--model", "ants", "-o", str(tmp_path / "o"),
+                                      "--levels", "4x2", "--smoothing", "1x0", "--iterations", "5x3"])
+    assert result.exit_code == 0, result.output
+    row = summary(tmp_path / "o")["r64"]
+    assert row["status"] == "ok" and row["metric_final"] != ""
+    assert (tmp_path / "o" / "r64_warp.nii.gz").is_file() and (tmp_path / "o" / "r64_inverse_warp.nii.gz").is_file()
+
+
 @pytest.mark.parametrize("text, message", [
     ("moving,id\na.png,x\n", "missing: fixed"),
     ("moving,fixed,subject\na.png,b.png,s1\n", "unknown column 'subject'"),

@@ -25,6 +25,7 @@ class Model(str, Enum):
 
     affine = "affine"
     bspline = "bspline"
+    ants = "ants"
     pointcloud = "pointcloud"
 
 
