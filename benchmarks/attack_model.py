@@ -187,24 +187,83 @@ class _PriorOperator(sparse_linalg.LinearOperator):
         back = self.equations.T @ (self.row_weights * np.ravel(values))
         return np.concatenate([self._smooth(back), [self.offset * back.sum()]])
 
+    def dense_rows(self) -> np.ndarray:
+        """The operator as a dense matrix (M × N+1), for a dense ``equations``: each weighted
+        equation blurred as an image, all at once (the same as M calls of rmatvec)."""
+        weighted = self.row_weights[:, None] * self.equations
+        stacked = weighted.reshape((len(weighted),) + self.image_shape)
+        if self.blur > 0:
+            stacked = ndimage.gaussian_filter(stacked, (0,) + (self.blur,) * len(self.image_shape), mode="nearest")
+        return np.hstack([stacked.reshape(len(weighted), -1), self.offset * weighted.sum(axis=1)[:, None]])
+
 
 def reconstruct(equations, values: np.ndarray, row_norms: np.ndarray, shape: tuple[int, ...], damping: float,
                 blur: float = 1.0, iterations: int = 100) -> np.ndarray:
-    """Regularised least squares: J = blur(z) + c, minimising Σ (a·J − r)²/‖a‖² + damping²·‖[z, c]‖².
+    """Regularised least squares for one damping: :func:`reconstruct_dampings` with ``(damping,)``."""
+    return reconstruct_dampings(equations, values, row_norms, shape, (damping,), blur, iterations)[0]
+
+
+def reconstruct_dampings(equations, values: np.ndarray, row_norms: np.ndarray, shape: tuple[int, ...],
+                         dampings, blur: float = 1.0, iterations: int = 100) -> list[np.ndarray]:
+    """Regularised least squares, J = blur(z) + c minimising Σ (a·J − r)²/‖a‖² + damping²·‖[z, c]‖²,
+    for every damping in ``dampings`` from one factorisation.
 
     A Gaussian prior on z makes J a smooth random field (kernel: a Gaussian of ``blur``
     voxels); the constant c is nearly free (scaled by 100). A dense ``equations`` matrix
-    (few rows: affine) is solved exactly through its M × M dual system; an operator
-    (B-spline) by LSQR with ``iterations`` steps. Returns J, shape ``shape``.
+    (few rows: affine) is solved exactly through its M × M dual system, eigendecomposed once.
+    An operator (B-spline) gets ``iterations`` Golub–Kahan steps (:func:`golub_kahan`), which
+    do not depend on the damping; each damping then solves the small damped bidiagonal
+    problem, which is LSQR's iterate after ``iterations`` steps (Paige & Saunders 1982, §4)
+    at the cost of one LSQR run for all dampings. Returns one J (shape ``shape``) per damping.
     """
     weights = 1.0 / row_norms
     operator = _PriorOperator(equations, weights, shape, blur, offset=100.0)
+    target = weights * values
     if isinstance(equations, np.ndarray):
-        rows = np.vstack([operator.rmatvec(unit) for unit in np.eye(len(values))])  # K = D·A·[blur, offset]
-        dual = np.linalg.solve(rows @ rows.T + damping**2 * np.eye(len(values)), weights * values)
-        return operator.image(rows.T @ dual)
-    solution = sparse_linalg.lsqr(operator, weights * values, damp=damping, iter_lim=iterations, atol=1e-10, btol=1e-10)
-    return operator.image(solution[0])
+        rows = operator.dense_rows()  # K = D·A·[blur, offset]
+        eigenvalues, vectors = np.linalg.eigh(rows @ rows.T)
+        eigenvalues, projected = np.maximum(eigenvalues, 0.0), vectors.T @ target
+        return [operator.image(rows.T @ (vectors @ (projected / (eigenvalues + damping**2)))) for damping in dampings]
+    basis, bidiagonal, norm_target = golub_kahan(operator, target, iterations)
+    steps = bidiagonal.shape[1]
+    rhs = np.zeros(bidiagonal.shape[0] + steps)
+    rhs[0] = norm_target
+    estimates = []
+    for damping in dampings:
+        coefficients = np.linalg.lstsq(np.vstack([bidiagonal, damping * np.eye(steps)]), rhs, rcond=None)[0]
+        estimates.append(operator.image(basis.T @ coefficients))
+    return estimates
+
+
+def golub_kahan(operator, target: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``steps`` steps of Golub–Kahan bidiagonalisation of ``operator`` from ``target``, as in LSQR
+    (no reorthogonalisation): V (k × n, orthonormal rows in exact arithmetic), the lower
+    bidiagonal B (k+1 × k) with operator·Vᵀ = U·B, and ‖target‖. Stops early if the
+    Krylov space is exhausted."""
+    norm_target = float(np.linalg.norm(target))
+    left = target / norm_target
+    right = operator.rmatvec(left)
+    alpha = float(np.linalg.norm(right))
+    right /= alpha
+    basis, alphas, betas = [], [], []
+    for _ in range(steps):
+        basis.append(right)
+        alphas.append(alpha)
+        left = operator.matvec(right) - alpha * left
+        beta = float(np.linalg.norm(left))
+        betas.append(beta)
+        if beta <= 1e-14 * norm_target:
+            break
+        left /= beta
+        right = operator.rmatvec(left) - beta * right
+        alpha = float(np.linalg.norm(right))
+        if alpha <= 1e-14 * norm_target:
+            break
+        right = right / alpha
+    bidiagonal = np.zeros((len(basis) + 1, len(basis)))
+    bidiagonal[np.arange(len(basis)), np.arange(len(basis))] = alphas
+    bidiagonal[np.arange(1, len(basis) + 1), np.arange(len(basis))] = betas
+    return np.array(basis), bidiagonal, norm_target
 
 
 def scores(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict:

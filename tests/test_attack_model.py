@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.sparse import linalg as sparse_linalg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.attack_model import (  # noqa: E402
-    BSplineRows, Eavesdropper, gradient_matrix, reconstruct, scores, ssd_rows)
+    BSplineRows, Eavesdropper, _PriorOperator, gradient_matrix, reconstruct, reconstruct_dampings, scores, ssd_rows)
 from ppreg.api import run_affine, run_bspline  # noqa: E402
 from ppreg.config import AffineConfig, BSplineConfig  # noqa: E402
 from ppreg.core.pyramid import pyramid_level  # noqa: E402
@@ -85,3 +86,29 @@ def test_bspline_attack_recovers_j_and_noise_spoils_it(images):
         correlations[sigma] = scores(estimate, truth, mask)["correlation"]
     assert correlations[0.0] > 0.8
     assert correlations[0.3] < correlations[0.0] - 0.3
+
+
+@pytest.mark.parametrize("model", ["affine", "bspline"])
+def test_one_factorisation_serves_every_damping(images, model):
+    """reconstruct_dampings equals a separate solve per damping: the dual system for affine,
+    scipy's LSQR (same step count) for the B-spline."""
+    fixed, moving = images
+    level = eavesdrop(model, fixed, moving)[-1]
+    if model == "affine":
+        equations, values = ssd_rows(level)
+        norms = np.linalg.norm(equations, axis=1)
+    else:
+        equations = BSplineRows(level)
+        values, norms = equations.values, equations.row_norms()
+    shape, dampings = level.grid.shape, (1e-3, 1.0, 10.0)
+    estimates = reconstruct_dampings(equations, values, norms, shape, dampings, 1.0, 40)
+    operator = _PriorOperator(equations, 1.0 / norms, shape, 1.0, offset=100.0)
+    for damping, estimate in zip(dampings, estimates):
+        if model == "affine":
+            rows = np.vstack([operator.rmatvec(unit) for unit in np.eye(len(values))])
+            dual = np.linalg.solve(rows @ rows.T + damping**2 * np.eye(len(values)), values / norms)
+            separate = operator.image(rows.T @ dual)
+        else:
+            solution = sparse_linalg.lsqr(operator, values / norms, damp=damping, iter_lim=40, atol=0, btol=0)[0]
+            separate = operator.image(solution)
+        assert np.max(np.abs(estimate - separate)) <= 1e-2 * np.max(np.abs(separate)), damping
