@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from benchmarks.attack_model import BSplineRows, Eavesdropper, reconstruct_dampings, scores, ssd_rows
+from benchmarks.attack_model import Eavesdropper, level_equations, reconstruct_dampings, scores
 from benchmarks.cases import DATA_DIR, r16_2d
 from ppreg.api import run_affine, run_bspline, transform_difference
 from ppreg.config import AffineConfig, BSplineConfig
@@ -109,12 +109,7 @@ def measure(model: str, case: str, fixed: Image, moving: Image, truth, mask: np.
 def attack_level(model: str, level, truth: np.ndarray, mask: np.ndarray, dampings, blurs) -> dict:
     """Best-scoring reconstruction of the level image over ``dampings`` × ``blurs``
     (one factorisation per blur serves every damping)."""
-    if model == "affine":
-        equations, values = ssd_rows(level)
-        norms = np.linalg.norm(equations, axis=1)
-    else:
-        equations = BSplineRows(level)
-        values, norms = equations.values, equations.row_norms()
+    equations, values, norms = level_equations(model, level)
     model_error = float(np.max(np.abs(equations @ truth.ravel() - values)) / np.max(np.abs(values)))
     started, best = time.perf_counter(), None
     for blur in blurs:

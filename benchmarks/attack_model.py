@@ -164,6 +164,16 @@ class BSplineRows(sparse_linalg.LinearOperator):
         return np.sqrt(np.maximum(self._split(squared), 1e-300))
 
 
+def level_equations(model: str, level: LevelView) -> tuple:
+    """(A, r, row norms ‖a‖) of a level: a dense matrix for affine SSD ("affine"), the
+    matrix-free :class:`BSplineRows` for "bspline"."""
+    if model == "affine":
+        equations, values = ssd_rows(level)
+        return equations, values, np.linalg.norm(equations, axis=1)
+    equations = BSplineRows(level)
+    return equations, equations.values, equations.row_norms()
+
+
 class _PriorOperator(sparse_linalg.LinearOperator):
     """x = [z, m] ↦ D·A·(blur(z) + offset·m): the equations under J = blur(z) + constant."""
 

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.attack_model import (  # noqa: E402
-    BSplineRows, Eavesdropper, _PriorOperator, gradient_matrix, reconstruct, reconstruct_dampings, scores, ssd_rows)
+    BSplineRows, Eavesdropper, _PriorOperator, gradient_matrix, level_equations, reconstruct, reconstruct_dampings,
+    scores, ssd_rows)
 from ppreg.api import run_affine, run_bspline  # noqa: E402
 from ppreg.config import AffineConfig, BSplineConfig  # noqa: E402
 from ppreg.core.pyramid import pyramid_level  # noqa: E402
@@ -94,12 +95,7 @@ def test_one_factorisation_serves_every_damping(images, model):
     scipy's LSQR (same step count) for the B-spline."""
     fixed, moving = images
     level = eavesdrop(model, fixed, moving)[-1]
-    if model == "affine":
-        equations, values = ssd_rows(level)
-        norms = np.linalg.norm(equations, axis=1)
-    else:
-        equations = BSplineRows(level)
-        values, norms = equations.values, equations.row_norms()
+    equations, values, norms = level_equations(model, level)
     shape, dampings = level.grid.shape, (1e-3, 1.0, 10.0)
     estimates = reconstruct_dampings(equations, values, norms, shape, dampings, 1.0, 40)
     operator = _PriorOperator(equations, 1.0 / norms, shape, 1.0, offset=100.0)
