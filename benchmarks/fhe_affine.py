@@ -12,7 +12,8 @@ Case: the ANTs r16 slice (256², 1 px) moved by the known affine transform of
    the warped moving image at the identity.
 2. Whole registrations with URS (the paper's case), clear as the reference: iterations,
    bytes per iteration per party (all levels), wall time, displacement RMSE to the
-   clear transform and to the truth.
+   clear transform and to the truth; and again with GMS for clear, fhe1 and fhe2 (the
+   paper's "+ GMS" rows; mpc's GMS row is in mpc_affine).
 
 Goals (issue 5): fhe2 ≥ 10× faster than fhe1 per product (both parties' CPU time
 together); fhe2's bytes per iteration ≤ the paper's PPIR(FHE)-v2 with URS, 0.72 MB
@@ -39,6 +40,7 @@ from ppreg.similarity.base import LevelRequest, normalize_intensity
 
 TITLE = "fhe1, fhe2 and mpc on 2D affine SSD: time and bytes per party (issue 5)"
 ENGINES = ("fhe1", "fhe2", "mpc")
+GMS_ENGINES = ("fhe1", "fhe2")
 FRACTION, SEED = 0.1, 0
 _PAPER_FHE2_URS = paper_row("affine", "SSD", "URS", "fhe2")
 PAPER_FHE2_URS_MB = {"party1": _PAPER_FHE2_URS.mb_party1, "party2": _PAPER_FHE2_URS.mb_party2}
@@ -53,7 +55,8 @@ def run(quick: bool) -> dict:
     products = {"urs": {pet: probe_product(case, pet, urs, repeats) for pet in ENGINES},
                 "all": {pet: probe_product(case, pet, None, repeats) for pet in ENGINES}}
     schedule = QUICK_SCHEDULE_2D if quick else FULL_SCHEDULE
-    registrations = _registrations(case, schedule)
+    registrations = _registrations(case, schedule, "urs", ENGINES)
+    registrations_gms = _registrations(case, schedule, "gms", GMS_ENGINES)
     speedups = {sampling: _cpu(rows["fhe1"]) / _cpu(rows["fhe2"]) for sampling, rows in products.items()}
     fhe2 = registrations["fhe2"]["bytes_per_iteration"]
     goals = {
@@ -64,9 +67,10 @@ def run(quick: bool) -> dict:
     return {
         "title": TITLE, "issue": 5, "case": case.description, "sampling_fraction": FRACTION,
         "schedule": schedule.as_dict(), "products_per_measurement": repeats, "paper_fhe2_urs_mb": PAPER_FHE2_URS_MB,
-        "products": products, "registrations": registrations, "goals": goals,
-        "summary": _summary(products, registrations, goals),
-        "tables": [_product_table(products), _registration_table(registrations)],
+        "products": products, "registrations": registrations, "registrations_gms": registrations_gms,
+        "goals": goals, "summary": _summary(products, registrations, registrations_gms, goals),
+        "tables": [_product_table(products), _registration_table(registrations, "URS"),
+                   _registration_table(registrations_gms, "GMS")],
     }
 
 
@@ -144,8 +148,9 @@ def _cpu(row: dict) -> float:
     return row["party1_cpu_seconds"] + row["party2_cpu_seconds"] + row["dealer_cpu_seconds"]
 
 
-def _registrations(case: KnownCase, schedule) -> dict:
-    runs = {pet: run_ppreg(case, schedule, pet, "ssd", "urs", FRACTION, SEED) for pet in ("clear", *ENGINES)}
+def _registrations(case: KnownCase, schedule, sampling: str, engines: tuple[str, ...]) -> dict:
+    """Whole registrations with ``sampling`` (10 %, seed 0) for clear and ``engines``."""
+    runs = {pet: run_ppreg(case, schedule, pet, "ssd", sampling, FRACTION, SEED) for pet in ("clear", *engines)}
     rows = {}
     for pet, run in runs.items():
         records = [r for level in run.outcome.result.levels for r in level.iterations]
@@ -191,15 +196,17 @@ def _product_table(products: dict) -> dict:
     }
 
 
-def _registration_table(rows: dict) -> dict:
+def _registration_table(rows: dict, sampling: str) -> dict:
     table = [[pet, row["iterations"], row["finest_samples"], row["seconds_per_iteration"], row["wall_seconds"],
               _mb(row["bytes_per_iteration"]["party1"]), _mb(row["bytes_per_iteration"]["party2"]),
               _mb(row["bytes_per_iteration"]["dealer"]), row["rmse_vs_clear_px"], row["rmse_vs_truth_px"]]
              for pet, row in rows.items()]
-    table.append(["paper FHE-v2, URS", None, None, None, None, PAPER_FHE2_URS_MB["party1"],
-                  PAPER_FHE2_URS_MB["party2"], None, None, None])
+    for pet in GMS_ENGINES:
+        paper = paper_row("affine", "SSD", sampling, pet)
+        table.append([f"paper {paper.label}", None, None, max(paper.seconds_party1, paper.seconds_party2), None,
+                      paper.mb_party1, paper.mb_party2, None, None, None])
     return {
-        "title": "Whole registrations with URS 10 % (r16, known affine transform)",
+        "title": f"Whole registrations with {sampling} 10 % (r16, known affine transform)",
         "columns": ["engine", "iterations", "samples (finest)", "s/iteration", "wall s", "party1 MB/iter",
                     "party2 MB/iter", "dealer MB/iter", "RMSE to clear (px)", "RMSE to truth (px)"],
         "rows": table,
@@ -208,7 +215,7 @@ def _registration_table(rows: dict) -> dict:
     }
 
 
-def _summary(products: dict, registrations: dict, goals: dict) -> list[str]:
+def _summary(products: dict, registrations: dict, registrations_gms: dict, goals: dict) -> list[str]:
     lines = []
     for sampling, speedup in goals["fhe2_vs_fhe1_speedup"].items():
         n = products[sampling]["fhe2"]["n"]
@@ -221,4 +228,10 @@ def _summary(products: dict, registrations: dict, goals: dict) -> list[str]:
     for pet in ENGINES:
         lines.append(f"{pet} registration (URS): {registrations[pet]['iterations']} iterations, RMSE to clear "
                      f"{registrations[pet]['rmse_vs_clear_px']:.4f} px")
+    for pet in GMS_ENGINES:
+        row = registrations_gms[pet]
+        lines.append(f"{pet} registration (GMS): {row['iterations']} iterations, {row['seconds_per_iteration']:.3f} "
+                     f"s/iter, {_mb(row['bytes_per_iteration']['party1']):.3f} / "
+                     f"{_mb(row['bytes_per_iteration']['party2']):.4f} MB per iteration, RMSE to clear "
+                     f"{row['rmse_vs_clear_px']:.4f} px")
     return lines

@@ -3,7 +3,8 @@
 Built only from the results JSON (never from memory): for each :data:`benchmarks.paper.ROWS`
 entry, :func:`our_figures` looks up the benchmark that measured the same model, metric,
 sampling and engine, and the memory pass (``memory.json``) adds peak memory per party.
-A row we did not measure shows "—" and says why; nothing is estimated.
+A row we did not measure shows "—" and says why (an engine that refuses the model by design:
+"not supported: <reason>"); nothing is estimated.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmarks.paper import ROWS, PaperRow
+from ppreg.secure.engines import supports
 
 MB = 1e6
 BEAT_FACTOR = 10.0
 
-NOT_MEASURED = {
-    ("affine", "SSD", "GMS", "fhe1"): "not measured: fhe_affine runs fhe1 with URS only (GMS changes which "
-                                      "samples, not how many; see the URS row)",
-    ("bspline", "SSD", "all", "fhe1"): "not measured: the bspline benchmark runs clear, mpc and fhe2",
-    **{("bspline", "SSD", sampling, pet): "not measured: our B-spline benchmark samples every pixel (the paper's "
-                                          "brain-slice rows); these rows are its whole-body PET with sampling"
-       for sampling in ("URS", "GMS") for pet in ("clear", "mpc", "fhe1", "fhe2")},
-}
+NOT_MEASURED: dict[tuple[str, str, str, str], str] = {}
 """Paper rows no benchmark measures, with the reason (shown in the table)."""
+
+NOT_SUPPORTED = {
+    ("bspline", "fhe1"): "fhe1 refuses ppreg bspline before connecting: its DotProduct per control point would "
+                         "cost P·d·12 rotations per chunk (docs/fhe.md); fhe2 serves the B-spline",
+}
+"""(model, engine) pairs an engine refuses by design (``ppreg.secure.engines.supports``), with the reason."""
+
+METRIC_OF_MODEL = {("affine", "SSD"): "ssd", ("affine", "MI"): "mi", ("bspline", "SSD"): "bspline",
+                   ("pointcloud", "SSD"): "points", ("ants", "CC"): "ants"}
+"""The joint product (the engines' metric name) behind a paper row's model and metric."""
 
 LOSS_REASONS = {
     ("affine", "SSD", "URS", "fhe1"): "party1 returns one masked result ciphertext at N = 8192 (DESIGN.md's 128-bit "
@@ -31,6 +36,7 @@ LOSS_REASONS = {
     ("affine", "SSD", "URS", "fhe2"): "ours is party1's whole iteration (interpolation, Levenberg-Marquardt step, "
                                       "waiting for party2's decryption) with CKKS at N = 8192; the encrypted product "
                                       "alone is in fhe_affine's product table",
+    ("affine", "SSD", "GMS", "fhe1"): "as for the URS row: one masked result ciphertext at N = 8192",
     ("affine", "SSD", "GMS", "fhe2"): "as for the URS row: party1's whole iteration with CKKS at N = 8192",
     ("pointcloud", "SSD", "all", "fhe1"): "CKKS at N = 8192 (128-bit security) where the paper used N = 4096; "
                                           "one closed-form product, so key set-up and encryption dominate",
@@ -132,23 +138,25 @@ def _from_mpc_affine(paper: PaperRow, by_name: dict) -> Ours | None:
 
 def _from_fhe_affine(paper: PaperRow, by_name: dict) -> Ours | None:
     result = by_name.get("fhe_affine")
-    if not result or paper.key[:3] != ("affine", "SSD", "URS") or paper.engine not in ("fhe1", "fhe2"):
+    if not result or paper.key[:2] != ("affine", "SSD") or paper.engine not in ("fhe1", "fhe2"):
         return None
-    run = result["registrations"].get(paper.engine)
+    registrations = {"URS": "registrations", "GMS": "registrations_gms"}.get(paper.sampling)
+    run = result.get(registrations, {}).get(paper.engine) if registrations else None
     if run is None:
         return None
-    return Ours("fhe_affine: r16 256², URS 10 %", run["seconds_per_iteration"],
+    return Ours(f"fhe_affine: r16 256², {paper.sampling} 10 %", run["seconds_per_iteration"],
                 run["bytes_per_iteration"]["party1"] / MB, run["bytes_per_iteration"]["party2"] / MB)
 
 
 def _from_bspline(paper: PaperRow, by_name: dict) -> Ours | None:
     result = by_name.get("bspline")
-    if not result or paper.key[:3] != ("bspline", "SSD", "all"):
+    if not result or paper.key[:2] != ("bspline", "SSD"):
         return None
-    run = result["engines"].get(paper.engine)
+    runs = result["engines"] if paper.sampling == "all" else result.get("sampled", {}).get(paper.sampling.lower(), {})
+    run = runs.get(paper.engine)
     if run is None:
         return None
-    return Ours(f"bspline: r16 {result['size']}², finest level", run["s_per_iter"],
+    return Ours(f"bspline: r16 {result['size']}², {_sampling_text(paper.sampling)}, finest level", run["s_per_iter"],
                 run["bytes_per_iter"]["party1"] / MB, run["bytes_per_iter"]["party2"] / MB)
 
 
@@ -228,7 +236,7 @@ def _ratio(paper_value: float | None, ours: float | None) -> float | None:
 
 def _mark_and_note(paper: PaperRow, ours: Ours | None, comparable: bool, time_ratio, ratio1, ratio2) -> tuple[str, str]:
     if ours is None:
-        return "—", NOT_MEASURED.get(paper.key, "not measured by any benchmark in this results folder")
+        return "—", _not_measured_reason(paper)
     if not comparable:
         return "", "the paper's clear row: no time (0.0 s or –) and no bytes"
     byte_ratios = [r for r in (ratio1, ratio2) if r is not None]
@@ -242,6 +250,19 @@ def _mark_and_note(paper: PaperRow, ours: Ours | None, comparable: bool, time_ra
     if lost:
         marks.append("loses " + ", ".join(lost))
     return "; ".join(marks), "; ".join(ours.notes)
+
+
+def unsupported_reason(paper: PaperRow) -> str | None:
+    """"not supported: …" when our engine refuses the paper row's model by design, else None."""
+    metric = METRIC_OF_MODEL.get((paper.model, paper.metric))
+    if metric is None or paper.engine == "clear" or supports(paper.engine, metric):
+        return None
+    return "not supported: " + NOT_SUPPORTED.get((paper.model, paper.engine), f"{paper.engine} refuses {metric}")
+
+
+def _not_measured_reason(paper: PaperRow) -> str:
+    return unsupported_reason(paper) or NOT_MEASURED.get(paper.key, "not measured by any benchmark in this results "
+                                                                      "folder")
 
 
 def _peak_text(peak: dict) -> str:
