@@ -80,10 +80,14 @@ def _run_session(register, moving: Image, proxy: FixedPartyProxy, config, settin
     started = time.perf_counter()
     proxy.reveal_noise = config.reveal_noise
     result = register(moving, proxy, settings, on_iteration)
+    return AffineOutcome(result, config, proxy.fixed_grid, *close_session(proxy, started), proxy.reveal_noise)
+
+
+def close_session(proxy: FixedPartyProxy, started: float) -> tuple[float, Traffic, dict]:
+    """Say goodbye to party2; return the wall seconds since ``started``, the session's
+    traffic per party and party2's own report (the tail of every ``run_*``)."""
     party2 = proxy.close()
-    total = proxy.session_traffic()
-    return AffineOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2,
-                         proxy.reveal_noise)
+    return time.perf_counter() - started, proxy.session_traffic(), party2
 
 
 def apply_transform(transform: sitk.Transform, moving: Image, reference: Grid, order: int = 1) -> Image:

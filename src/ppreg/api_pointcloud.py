@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ppreg.api import close_session
 from ppreg.io.outputs import OutputSet
 from ppreg.io.points import PointSet, write_points
 from ppreg.io.report import write_report
@@ -46,9 +47,7 @@ def run_pointcloud(moving: PointSet, proxy: FixedPartyProxy, scaling: bool = Fal
     """
     started = time.perf_counter()
     result = register_pointcloud(moving, proxy, scaling)
-    party2 = proxy.close()
-    total = proxy.session_traffic()
-    return PointcloudOutcome(result, proxy.engine.name, scaling, seed, time.perf_counter() - started, total, party2)
+    return PointcloudOutcome(result, proxy.engine.name, scaling, seed, *close_session(proxy, started))
 
 
 def rotation_degrees(rotation: np.ndarray) -> float:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import SimpleITK as sitk
 
-from ppreg.api import apply_transform, read_mask, registration_report, transform_difference
+from ppreg.api import AffineOutcome, apply_transform, close_session, read_mask, registration_report, transform_difference
 from ppreg.config import AntsConfig
 from ppreg.core.displacement import to_sitk
-from ppreg.io.images import Grid, Image, warped_output_path, write_image
+from ppreg.io.images import Image, warped_output_path, write_image
 from ppreg.io.outputs import OutputSet
 from ppreg.io.report import write_report
 from ppreg.io.transforms import read_linear_transform, read_transform
@@ -20,24 +19,14 @@ from ppreg.qc import qc_picture, qc_report_entry, write_png
 from ppreg.registration.affine import IterationCallback
 from ppreg.registration.syn import SynResult, SynSettings, register_syn
 from ppreg.secure.cc import check_syn_pet
-from ppreg.secure.session import FixedPartyProxy, Traffic
+from ppreg.secure.session import FixedPartyProxy
 from ppreg.similarity.cc import METRIC_NAME
 
 
 
-@dataclass
-class SynOutcome:
-    """A finished SyN registration as party1 sees it."""
-
-    result: SynResult
-    config: AntsConfig
-    fixed_grid: Grid
-    wall_seconds: float
-    total_traffic: Traffic
-    party2_report: dict = field(default_factory=dict)
-
-    def sitk_transform(self) -> sitk.Transform:
-        return self.result.sitk_transform()
+class SynOutcome(AffineOutcome):
+    """A finished SyN registration as party1 sees it (``result`` a SynResult, ``config`` an
+    AntsConfig; SyN has no --reveal-noise, so ``reveal_noise`` stays 0)."""
 
 
 def syn_settings(config: AntsConfig, dim: int, initial_transform: str | None) -> SynSettings:
@@ -54,9 +43,7 @@ def run_ants(moving: Image, proxy: FixedPartyProxy, config: AntsConfig, initial_
     settings = syn_settings(config, moving.dim, initial_transform)
     started = time.perf_counter()
     result = register_syn(moving, proxy, settings, on_iteration)
-    party2 = proxy.close()
-    total = proxy.session_traffic()
-    return SynOutcome(result, config, proxy.fixed_grid, time.perf_counter() - started, total, party2)
+    return SynOutcome(result, config, proxy.fixed_grid, *close_session(proxy, started))
 
 
 def syn_revealed(pet: str, result: SynResult) -> dict:
