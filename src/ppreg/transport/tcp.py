@@ -1,6 +1,6 @@
 """A :class:`~ppreg.transport.channel.Link` over a stream socket (plain or TLS).
 
-Frames are written with ``sendall``; reading takes the 8-byte length prefix first, then
+Frames are written with ``sendall``; reading takes the 4-byte length prefix first, then
 loops over short reads until the whole frame is in. The socket is usually an
 ``ssl.SSLSocket`` made by :mod:`ppreg.transport.tls`; tests also use plain socket pairs.
 """
