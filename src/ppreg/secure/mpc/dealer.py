@@ -59,18 +59,17 @@ class Dealer:
                 raise ProtocolError(f"the dealer got an unexpected {message.kind!r} message")
             # One answer per request, computed on demand (concurrently with party2's share):
             # nothing is sent for a product party1 never makes, e.g. at a level's end.
-            meta = message.meta
-            channel.send("triples", share=self._party1_share(meta, message.arrays["selection"], int(meta["counter"])))
+            channel.send("triples", share=self._party1_share(message))
             served += 1
 
-    def _party1_share(self, meta: dict, selection_bytes: np.ndarray, counter: int) -> np.ndarray:
-        level = int(meta["level"])
-        n, m, q = (int(meta[key]) for key in ("n", "m", "q"))
+    def _party1_share(self, message) -> np.ndarray:
+        level, counter = int(message.meta["level"]), int(message.meta["counter"])
+        n, m, q = (int(message.meta[key]) for key in ("n", "m", "q"))
         if min(n, m, q) < 1 or max(n * m, n * q) > MAX_DEALER_ELEMENTS:
             raise ProtocolError(f"the dealer refuses a product of shape ({n}×{m})ᵀ·({n}×{q})")
         if level != self._level or (n, q) != (self._level_masks.n_rows, self._level_masks.n_columns):
             raise ProtocolError("the dealer got a product that does not match the current level")
-        selection = unpack_selection(selection_bytes, m, q)
+        selection = unpack_selection(message.arrays["selection"], m, q)
         masks_party1 = MaskStream(self.seeds["party1"], u_label(level, counter)).uint64((n, m))
         product = self._level_masks.transpose_product(masks_party1)
         share_party2 = MaskStream(self.seeds["party2"], z_label(level, counter)).uint64((m, q))
