@@ -376,8 +376,6 @@ def _jsonable(value: Any, where: str) -> Any:
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:  # the common case, checked cheaply
         return value
-    if kind is dict:
-        return {_meta_key(key, where): _jsonable(item, f"{where}[{key!r}]") for key, item in value.items()}
     if isinstance(value, (bool, str)):
         return value
     if isinstance(value, np.bool_):
